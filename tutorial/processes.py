@@ -1,0 +1,182 @@
+"""Start child processes that are always stopped again, with their output kept.
+
+Every process runs in its own session (process group), so stopping it also stops
+whatever it forked (a Celery prefork pool, an RQ work horse). Output goes to a
+file rather than a pipe: a pipe nobody reads fills up and freezes the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tutorial.waiting import WaitTimeout, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ManagedProcess:
+    """A child process with a name, a log file, and a stop() that always works."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] = REPO_ROOT,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tutorial-logs-"))
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                self.args,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    def is_running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def output(self) -> str:
+        """Everything the process has printed so far (stdout and stderr)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def describe(self) -> str:
+        state = "running" if self.is_running() else f"exited with {self.popen and self.popen.returncode}"
+        tail = "\n".join(self.output().splitlines()[-15:])
+        return f"{self.name} ({state}); last output:\n{tail}"
+
+    def _check_alive(self, what: str) -> None:
+        if not self.is_running():
+            raise WaitTimeout(f"{self.name} stopped while waiting for {what}. {self.describe()}")
+
+    def wait_for_output(self, text: str, timeout: float = 15) -> None:
+        """Wait until the process has printed ``text``."""
+
+        def printed() -> bool:
+            if text in self.output():
+                return True
+            self._check_alive(repr(text))
+            return False
+
+        wait_until(printed, timeout=timeout, what=f"{self.name} to print {text!r}", seen=self.describe)
+
+    def wait_for_http(self, url: str, timeout: float = 15) -> None:
+        """Wait until ``url`` answers (any HTTP status counts as an answer)."""
+
+        def answers() -> bool:
+            self._check_alive(url)
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return True
+            except urllib.error.HTTPError:
+                return True
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=timeout, what=f"{self.name} to answer {url}", seen=self.describe)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once: no clean-up runs (a crash)."""
+        if self.is_running():
+            os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self, grace: float = 5) -> None:
+        """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # The leader may be gone while forked children linger: kill the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.popen.poll() is None:
+            self.popen.wait(timeout=10)
+
+    def __enter__(self) -> ManagedProcess:
+        return self.start() if self.popen is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def python_command(*args: str) -> list[str]:
+    """A command line that runs this virtual environment's Python."""
+    return [sys.executable, *args]
+
+
+def uvicorn_process(
+    app: str,
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    name: str = "api",
+) -> ManagedProcess:
+    """A uvicorn server for ``app`` ("package.module:attribute") on 127.0.0.1:port."""
+    args = python_command("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port))
+    return ManagedProcess(name, args, env=env, log_dir=log_dir)
+
+
+def wait_for_exit(process: ManagedProcess, timeout: float) -> int:
+    """Wait for a process to end by itself and return its exit code."""
+    assert process.popen is not None
+    deadline = time.monotonic() + timeout
+    try:
+        return process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise WaitTimeout(f"{process.name} did not exit within {timeout:g}s. {process.describe()}") from None

