@@ -1,0 +1,1 @@
+"""Stage 1: FastAPI BackgroundTasks, run after the response, in the same process."""

@@ -1,0 +1,41 @@
+"""Fixtures shared by every test: private local services, always stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tutorial.mail import SmtpSink
+from tutorial.redis_server import RedisService, start_redis_server
+from tutorial.webhooks import WebhookReceiver
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_redis() -> Iterator[RedisService]:
+    """A redis-server of the suite's own on a free port, never a learner's.
+
+    REDIS_URL points at it for the whole session, so code that falls back to
+    localhost:6379 cannot reach a learner's data by accident.
+    """
+    with start_redis_server() as service:
+        previous = os.environ.get("REDIS_URL")
+        os.environ["REDIS_URL"] = service.url
+        yield service
+        if previous is None:
+            os.environ.pop("REDIS_URL", None)
+        else:
+            os.environ["REDIS_URL"] = previous
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
