@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tutorial.mail import SmtpSink
+from tutorial.processes import ManagedProcess, free_port, uvicorn_process
 from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
 
@@ -39,3 +42,30 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def start_api(tmp_path: Path) -> Iterator[Callable[..., RunningApi]]:
+    """Start a real uvicorn server for a stage's app; every one is stopped at the end.
+
+    Usage: ``api = start_api("stage1_background_tasks.main:app", SMTP_PORT="8025")``.
+    """
+    started: list[ManagedProcess] = []
+
+    def start(app: str, **env: str) -> RunningApi:
+        port = free_port()
+        process = uvicorn_process(app, port, env={**os.environ, **env}, log_dir=tmp_path, name=f"api-{len(started)}")
+        started.append(process.start())
+        base_url = f"http://127.0.0.1:{port}"
+        process.wait_for_http(f"{base_url}/health", timeout=30)
+        return RunningApi(process, base_url)
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@dataclass
+class RunningApi:
+    process: ManagedProcess
+    base_url: str

@@ -1,0 +1,80 @@
+"""The mail catcher, the webhook receiver and the process helper that tests and demo share."""
+
+from __future__ import annotations
+
+import smtplib
+import sys
+import threading
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tutorial.mail import SmtpSink
+from tutorial.processes import ManagedProcess
+from tutorial.waiting import WaitTimeout, wait_until
+from tutorial.webhooks import WebhookReceiver
+
+
+def test_the_mail_catcher_keeps_a_real_smtp_message(smtp_sink: SmtpSink) -> None:
+    message = EmailMessage()
+    message["From"] = "a@example.com"
+    message["To"] = "b@example.com"
+    message["Subject"] = "Grüße"
+    message.set_content("body text")
+    with smtplib.SMTP("127.0.0.1", smtp_sink.port, timeout=10) as smtp:
+        smtp.send_message(message)
+    (mail,) = smtp_sink.wait_for_messages(1)
+    assert (mail.mail_from, mail.rcpt_tos, mail.subject, mail.body) == (
+        "a@example.com",
+        ["b@example.com"],
+        "Grüße",
+        "body text",
+    )
+
+
+def test_the_webhook_receiver_records_and_can_hold_a_request(webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.hold()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(httpx.post(webhook_receiver.url, json={"a": 1}, timeout=10).status_code)
+    )
+    thread.start()
+    webhook_receiver.wait_for_event("held")
+    assert result == []
+    webhook_receiver.release()
+    thread.join(timeout=10)
+    assert result == [200]
+    assert webhook_receiver.requests[0].json() == {"a": 1}
+
+
+def test_wait_until_says_what_it_saw_when_the_deadline_passes() -> None:
+    with pytest.raises(WaitTimeout, match=r"waited 0.1s for the answer; last seen: 41"):
+        wait_until(lambda: False, timeout=0.1, what="the answer", seen=lambda: 41)
+
+
+def test_stopping_a_process_also_stops_what_it_forked(tmp_path: Path) -> None:
+    # The child forks a grandchild that ignores SIGTERM, as a worker's pool process might.
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        "print('grandchild', child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = ManagedProcess("forker", [sys.executable, "-c", script], log_dir=tmp_path).start()
+    process.wait_for_output("grandchild")
+    grandchild = int(process.output().split("grandchild")[1].split()[0])
+    process.stop(grace=1)
+    assert not process.is_running()
+    wait_until(lambda: not is_alive(grandchild), timeout=10, what=f"grandchild {grandchild} to be gone")
+
+
+def is_alive(pid: int) -> bool:
+    # A killed process whose parent is gone can linger as a zombie until it is reaped.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
