@@ -96,7 +96,7 @@ class RedisService:
     """A Redis that the tutorial uses: either found running, or started here."""
 
     url: str
-    source: str  # "REDIS_URL", "localhost:6379" or "started: <binary>"
+    source: str  # "REDIS_URL", "already running" or "started: <binary>"
     process: ManagedProcess | None = None
     data_dir: Path | None = field(default=None, repr=False)
 
@@ -198,7 +198,7 @@ def resolve_redis(
             "or unset REDIS_URL to let the tutorial start one for you."
         )
     if ping(default_url):
-        return RedisService(url=default_url, source="localhost:6379")
+        return RedisService(url=default_url, source="already running")
     return start_redis_server(start_port)
 
 

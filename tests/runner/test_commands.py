@@ -1,0 +1,128 @@
+"""The learner's commands as a learner runs them: demo, services, doctor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tutorial.processes import ManagedProcess, free_port, port_is_open, python_command, wait_for_exit
+from tutorial.redis_server import RedisService, ping
+from tutorial.waiting import wait_until
+
+
+def tagged_env(**extra: str) -> tuple[dict[str, str], str]:
+    """An environment with a unique tag: every process started from it inherits the tag."""
+    tag = uuid.uuid4().hex
+    return {**os.environ, "TUTORIAL_TEST_TAG": tag, **extra}, tag
+
+
+def processes_with_tag(tag: str) -> list[str]:
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.environ().get("TUTORIAL_TEST_TAG") == tag and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def assert_nothing_left_behind(tag: str) -> None:
+    wait_until(
+        lambda: not processes_with_tag(tag), timeout=10, what="no process left", seen=lambda: processes_with_tag(tag)
+    )
+
+
+def test_the_demo_tells_the_stage_1_story_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    env, tag = tagged_env()
+    demo = ManagedProcess("demo", python_command("-m", "tutorial", "demo", "--stage", "1"), env=env, log_dir=tmp_path)
+    with demo:
+        assert wait_for_exit(demo, timeout=50) == 0, demo.describe()
+    output = demo.output()
+    for expected in (
+        "answer: 202",
+        "e-mails received so far: 0",
+        "Subject: Welcome!",
+        "the receiver got: POST /webhook {'type': 'user.created', 'payload': {'user_id': 42}}",
+        '"action": "welcome_email_sent"',
+        "answer: 422, field ['path', 'user_id']",
+        "Everything the tour started has been stopped.",
+    ):
+        assert expected in output
+    assert_nothing_left_behind(tag)
+
+
+def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    env, tag = tagged_env()
+    demo = ManagedProcess("demo", python_command("-m", "tutorial", "demo"), env=env, log_dir=tmp_path)
+    with demo:
+        demo.wait_for_output("API: http://127.0.0.1:", timeout=30)
+        api_port = int(demo.output().split("API: http://127.0.0.1:")[1].split()[0])
+        os.kill(demo.pid, signal.SIGINT)
+        # A shell shows 130 either way; CPython exits through SIGINT itself when the
+        # interrupt landed inside an import, whatever the program returns.
+        assert wait_for_exit(demo, timeout=20) in (130, -signal.SIGINT), demo.describe()
+    assert "Interrupted: everything the tour started has been stopped." in demo.output()
+    assert not port_is_open("127.0.0.1", api_port)
+    assert_nothing_left_behind(tag)
+
+
+def test_make_services_starts_redis_where_none_answers_and_catches_mail_and_webhooks(tmp_path: Path) -> None:
+    redis_port, smtp_port, webhook_port = free_port(), free_port(), free_port()
+    env, tag = tagged_env()
+    env.pop("REDIS_URL", None)
+    args = [
+        "services",
+        "--redis-port",
+        str(redis_port),
+        "--smtp-port",
+        str(smtp_port),
+        "--webhook-port",
+        str(webhook_port),
+    ]
+    services = ManagedProcess("services", python_command("-m", "tutorial", *args), env=env, log_dir=tmp_path)
+    with services:
+        services.wait_for_output("Ctrl-C stops all", timeout=30)
+        assert f"Redis             redis://127.0.0.1:{redis_port}/0  (started:" in services.output()
+        assert ping(f"redis://127.0.0.1:{redis_port}/0")
+
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "Hi"
+        message.set_content("by hand")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+            smtp.send_message(message)
+        httpx.post(f"http://127.0.0.1:{webhook_port}/webhook", json={"type": "x"}, timeout=10).raise_for_status()
+        services.wait_for_output("[mail] to b@example.com: 'Hi'")
+        services.wait_for_output('[webhook] POST /webhook {"type":"x"}')
+
+        os.kill(services.pid, signal.SIGINT)
+        assert wait_for_exit(services, timeout=20) == 0, services.describe()
+    assert not ping(f"redis://127.0.0.1:{redis_port}/0")
+    assert_nothing_left_behind(tag)
+
+
+def test_make_services_uses_the_redis_that_already_answers(tmp_path: Path, private_redis: RedisService) -> None:
+    env, _ = tagged_env()
+    env.pop("REDIS_URL", None)
+    args = ["services", "--redis-port", str(private_redis.port), "--smtp-port", "0", "--webhook-port", "0"]
+    services = ManagedProcess("services", python_command("-m", "tutorial", *args), env=env, log_dir=tmp_path)
+    with services:
+        services.wait_for_output("Ctrl-C stops all", timeout=30)
+        assert f"redis://localhost:{private_redis.port}/0  (already running)" in services.output()
+    assert ping(private_redis.url)  # it was not ours to stop
+
+
+def test_the_doctor_names_an_unreachable_redis_url_and_how_to_fix_it(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    doctor = ManagedProcess("doctor", python_command("-m", "tutorial", "doctor"), env={**os.environ, "REDIS_URL": url})
+    with doctor:
+        assert wait_for_exit(doctor, timeout=60) == 1
+    assert f"FIX   REDIS_URL={url} does not answer" in doctor.output()
+    assert "-> start that Redis, or `unset REDIS_URL`" in doctor.output()

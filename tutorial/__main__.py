@@ -1,0 +1,36 @@
+"""python -m tutorial demo | services | doctor"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tutorial", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="a narrated tour of every finished stage")
+    demo.add_argument("--stage", type=int, action="append", help="only this stage (may be repeated)")
+    services = commands.add_parser("services", help="Redis, mail catcher and webhook receiver in the foreground")
+    services.add_argument("--redis-port", type=int, default=6379)
+    services.add_argument("--smtp-port", type=int, default=8025)
+    services.add_argument("--webhook-port", type=int, default=8090)
+    commands.add_parser("doctor", help="check this machine and say how to fix what is missing")
+    args = parser.parse_args(argv)
+
+    # Imported late: the doctor must run on a bare Python, before anything is installed.
+    if args.command == "doctor":
+        from tutorial.doctor import run_doctor
+
+        return run_doctor()
+    if args.command == "services":
+        from tutorial.services import run_services
+
+        return run_services(args.redis_port, args.smtp_port, args.webhook_port)
+    from tutorial.demo import run_demo
+
+    return run_demo(args.stage)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`make services`: the local services a stage needs, in the foreground, until Ctrl-C.
+
+The ports are the stages' defaults, so a stage started by hand finds them with
+nothing to set: Redis on 6379 (the one already there, else one started on 6379),
+the mail catcher on 8025, the webhook receiver on 8090.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+from tutorial.mail import SmtpSink
+from tutorial.processes import port_is_open
+from tutorial.redis_server import RedisUnavailable, resolve_redis
+from tutorial.stopping import stop_cleanly_on_signals
+from tutorial.tour import print_error
+from tutorial.webhooks import WebhookReceiver
+
+REDIS_PORT = 6379
+SMTP_PORT = 8025
+WEBHOOK_PORT = 8090
+
+
+def run_services(redis_port: int = REDIS_PORT, smtp_port: int = SMTP_PORT, webhook_port: int = WEBHOOK_PORT) -> int:
+    stop_cleanly_on_signals()
+    for name, port in (("mail catcher", smtp_port), ("webhook receiver", webhook_port)):
+        if port_is_open("127.0.0.1", port):
+            print_error(
+                f"Port {port} (the {name}) is already in use: is `make services` running in another "
+                f"terminal? Stop that one, or whatever listens there (`lsof -i :{port}` shows it)."
+            )
+            return 1
+    try:
+        with ExitStack() as stack:
+            redis_url = f"redis://localhost:{redis_port}/0"
+            redis = stack.enter_context(resolve_redis(default_url=redis_url, start_port=redis_port))
+            smtp = stack.enter_context(SmtpSink(port=smtp_port))
+            webhooks = stack.enter_context(WebhookReceiver(port=webhook_port))
+            print(f"Redis             {redis.url}  ({redis.source})")
+            print(f"Mail catcher      smtp://127.0.0.1:{smtp.port}   (SMTP_HOST=localhost SMTP_PORT={smtp.port})")
+            print(f"Webhook receiver  {webhooks.url}   (WEBHOOK_URL={webhooks.url})")
+            print("These are the stages' defaults: nothing to set. What arrives is printed below. Ctrl-C stops all.")
+            _print_arrivals(smtp, webhooks)
+    except RedisUnavailable as error:
+        print_error(str(error))
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopped everything `make services` started.")
+    return 0
+
+
+def _print_arrivals(smtp: SmtpSink, webhooks: WebhookReceiver) -> None:
+    """Print each e-mail and webhook as it arrives, until interrupted."""
+    shown_mail = shown_hooks = 0
+    while True:
+        while shown_mail < len(smtp.messages):
+            mail = smtp.messages[shown_mail]
+            print(f"[mail] to {', '.join(mail.rcpt_tos)}: {mail.subject!r}\n       {mail.body}", flush=True)
+            shown_mail += 1
+        while shown_hooks < len(webhooks.requests):
+            request = webhooks.requests[shown_hooks]
+            print(f"[webhook] {request.method} {request.path} {request.body.decode(errors='replace')}", flush=True)
+            shown_hooks += 1
+        time.sleep(0.2)
