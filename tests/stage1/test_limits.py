@@ -6,7 +6,12 @@ import threading
 from pathlib import Path
 
 import httpx
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+from starlette.background import BackgroundTask
 
+from stage1_background_tasks.tasks import write_audit_log
 from tests.conftest import RunningApi
 from tests.stage1.conftest import APP
 from tutorial.mail import SmtpSink
@@ -97,3 +102,21 @@ def test_the_same_blocking_call_in_a_def_task_does_not_stall_the_server(
     webhook_receiver.release()
     thread.join(timeout=10)
     webhook_receiver.wait_for_event("answered")
+
+
+def test_a_response_with_its_own_background_task_drops_the_injected_ones(
+    configured_settings: None, audit_log: Path
+) -> None:
+    # The trap from the README, on the stage's own task: FastAPI keeps the response's
+    # `background=` and silently ignores what was added to the BackgroundTasks parameter.
+    app = FastAPI()
+
+    @app.post("/both")
+    def both(background_tasks: BackgroundTasks) -> JSONResponse:
+        background_tasks.add_task(write_audit_log, "injected")
+        return JSONResponse({"ok": True}, background=BackgroundTask(write_audit_log, "from_response"))
+
+    with TestClient(app) as client:  # it runs background tasks before returning
+        assert client.post("/both").status_code == 200
+    actions = [line.split('"action": "')[1].split('"')[0] for line in audit_log.read_text().splitlines()]
+    assert actions == ["from_response"]
