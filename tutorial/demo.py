@@ -14,6 +14,7 @@ from tutorial.waiting import WaitTimeout
 # (stage number, chapter module): add a line here when a stage is finished.
 CHAPTERS = [
     (1, "tutorial.tour.stage1"),
+    (2, "tutorial.tour.stage2"),
 ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tutorial.processes import ManagedProcess, free_port, port_is_open, python_command, wait_for_exit
 from tutorial.redis_server import RedisService, ping
@@ -40,21 +41,36 @@ def assert_nothing_left_behind(tag: str) -> None:
     )
 
 
-def test_the_demo_tells_the_stage_1_story_and_leaves_no_process_behind(tmp_path: Path) -> None:
-    env, tag = tagged_env()
-    demo = ManagedProcess("demo", python_command("-m", "tutorial", "demo", "--stage", "1"), env=env, log_dir=tmp_path)
-    with demo:
-        assert wait_for_exit(demo, timeout=50) == 0, demo.describe()
-    output = demo.output()
-    for expected in (
+STORIES = {
+    1: [
         "answer: 202",
         "e-mails received so far: 0",
         "Subject: Welcome!",
         "the receiver got: POST /webhook {'type': 'user.created', 'payload': {'user_id': 42}}",
         '"action": "welcome_email_sent"',
         "answer: 422, field ['path', 'user_id']",
-        "Everything the tour started has been stopped.",
-    ):
+    ],
+    2: [
+        "GET: queued (PENDING)",
+        "result: 5",
+        "12/12 succeeded",
+        "result: {'rows': 12, 'sum': 107.0",
+        "e-mail: to user42@example.com: 'Welcome!'",
+        "answer: 404 {'detail': 'No job ",
+        "worker: send_welcome_email",
+    ],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STORIES))
+def test_the_demo_tells_the_story_of_a_stage_and_leaves_no_process_behind(stage: int, tmp_path: Path) -> None:
+    # REDIS_URL is the suite's own Redis (tests/conftest.py): the demo uses it, not localhost:6379.
+    env, tag = tagged_env()
+    args = python_command("-m", "tutorial", "demo", "--stage", str(stage))
+    with ManagedProcess("demo", args, env=env, log_dir=tmp_path) as demo:
+        assert wait_for_exit(demo, timeout=50) == 0, demo.describe()
+    output = demo.output()
+    for expected in [*STORIES[stage], "Everything the tour started has been stopped."]:
         assert expected in output
     assert_nothing_left_behind(tag)
 

@@ -1,0 +1,130 @@
+"""The job API contract, end to end: a real API server, real Redis, a real Celery worker."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from celery.result import AsyncResult
+
+from tests.stage2.conftest import Queues, Stage2
+from tests.stage2.job_api import enqueue, job_status, wait_for_status
+from tutorial.mail import SmtpSink
+from tutorial.processes import free_port
+
+
+def test_a_job_waits_as_queued_until_a_worker_runs_it_then_succeeds_with_its_result(
+    stage: Stage2, client: httpx.Client, queues: Queues
+) -> None:
+    status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
+
+    # No worker yet: the job waits in the queue, and the API says so.
+    assert queues.waiting() == 1
+    job_id = status_url.removeprefix("/jobs/")
+    assert job_status(client, status_url) == {"job_id": job_id, "status": "queued", "backend_status": "PENDING"}
+
+    with stage.worker():
+        done = wait_for_status(client, status_url, "succeeded")
+
+    assert done == {"job_id": job_id, "status": "succeeded", "backend_status": "SUCCESS", "result": 5}
+    # The result and the job's mark are kept in the results database, and both expire.
+    expiry = stage.settings.result_expires_seconds
+    assert 0 < queues.results.ttl(f"celery-task-meta-{job_id}") <= expiry
+    assert 0 < queues.results.ttl(f"job:{job_id}") <= expiry
+
+
+def test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives(
+    stage: Stage2, client: httpx.Client, mail_server: SmtpSink
+) -> None:
+    mail_server.hold()  # the worker's SMTP conversation will wait for the test
+    status_url = enqueue(client, "/users/7/welcome")
+    assert job_status(client, status_url)["status"] == "queued"
+
+    with stage.worker():
+        mail_server.wait_for_event("held")
+        sending = job_status(client, status_url)
+        assert (sending["status"], sending["backend_status"]) == ("started", "STARTED")
+        mail_server.release()
+        done = wait_for_status(client, status_url, "succeeded")
+
+    assert "result" not in done, "send_welcome_email returns nothing, so there is no result to show"
+    (mail,) = mail_server.wait_for_messages(1)
+    assert mail.rcpt_tos == ["user7@example.com"]
+    assert mail.subject == "Welcome!"
+    assert "Hello user 7" in mail.body
+
+
+def test_the_report_shows_its_progress_while_it_runs(stage: Stage2, client: httpx.Client) -> None:
+    rows = [3, 1, 4, 1, 5]
+    status_url = enqueue(client, "/jobs/report", {"rows": rows})
+
+    seen: list[dict] = []
+    with stage.worker():
+        done = wait_for_status(client, status_url, "succeeded", seen=seen)
+
+    progress = [answer["progress"] for answer in seen if answer["status"] == "progress"]
+    assert progress, f"no progress was seen, only {[answer['status'] for answer in seen]}"
+    assert {step["total"] for step in progress} == {len(rows)}
+    currents = [step["current"] for step in progress]
+    assert currents == sorted(currents), "progress never goes back"
+    assert currents[0] >= 1 and currents[-1] <= len(rows)
+    assert all(answer["backend_status"] == "PROGRESS" for answer in seen if answer["status"] == "progress")
+    assert done["result"] == {"rows": 5, "sum": 14.0, "mean": 2.8, "min": 1.0, "max": 5.0}
+
+
+def test_an_id_that_was_never_issued_is_404_although_celery_says_pending(stage: Stage2, client: httpx.Client) -> None:
+    never_issued = str(uuid.uuid4())
+    # The seed's trap: Celery cannot tell an unknown id from a queued job.
+    assert AsyncResult(never_issued, app=stage.celery_app).state == "PENDING"
+
+    response = client.get(f"/jobs/{never_issued}")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"No job {never_issued}: it was never issued, or it has expired."}
+
+
+def test_a_job_id_that_is_not_a_uuid_is_422_naming_the_field(client: httpx.Client) -> None:
+    response = client.get("/jobs/not-a-job-id")
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "job_id"]
+
+
+def test_a_failing_job_is_reported_as_failed_with_its_error_not_as_a_500(
+    stage: Stage2, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No mail server listens on this port, so sending the welcome e-mail fails.
+    monkeypatch.setattr(stage.settings, "smtp_host", "127.0.0.1")
+    monkeypatch.setattr(stage.settings, "smtp_port", free_port())
+    status_url = enqueue(client, "/users/7/welcome")
+
+    with stage.worker():
+        failed = wait_for_status(client, status_url, "failed")
+
+    assert failed["backend_status"] == "FAILURE"
+    # The type and message only (the errno differs: 111 on Linux, 61 on macOS).
+    assert failed["error"].startswith("ConnectionRefusedError: [Errno ")
+    assert failed["error"].endswith("] Connection refused")
+    assert "result" not in failed
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/jobs/add", {"x": "two", "y": 3}, ["body", "x"]),
+        ("/jobs/add", {"x": 2}, ["body", "y"]),
+        ("/jobs/report", {"rows": []}, ["body", "rows"]),
+        ("/jobs/report", {"rows": [1, "many"]}, ["body", "rows", 1]),
+        ("/users/0/welcome", None, ["path", "user_id"]),
+    ],
+)
+def test_bad_input_is_422_naming_the_field_and_enqueues_nothing(
+    client: httpx.Client, queues: Queues, path: str, body: dict | None, field: list
+) -> None:
+    response = client.post(path, json=body)
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [field]
+    assert queues.waiting() == 0
+    assert queues.job_marks() == []
