@@ -20,7 +20,7 @@ from email.message import EmailMessage
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tutorial.waiting import wait_until
+from tutorial.recording import Recorder
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,15 @@ class _Handler:
         message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         body_part = message.get_body(preferencelist=("plain",)) if message.is_multipart() else message
         body = body_part.get_content().strip() if body_part is not None else ""
-        self.sink._receive(
+        self.sink._keep(
             ReceivedMail(
                 mail_from=envelope.mail_from or "",
                 rcpt_tos=list(envelope.rcpt_tos),
                 subject=str(message.get("Subject", "")),
                 body=body,
                 message=message,
-            )
+            ),
+            "received",
         )
         return "250 Message accepted for delivery"
 
@@ -75,15 +76,16 @@ class _SinkSMTP(SMTP):
         super().connection_lost(error)
 
 
-class SmtpSink:
-    """An SMTP server on host:port (0 picks a free port) that keeps what it receives."""
+class SmtpSink(Recorder[ReceivedMail]):
+    """An SMTP server on host:port (0 picks a free port) that keeps what it receives.
+
+    Its events: connected, mail_from, held, received, disconnected.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__("the SMTP server")
         self.host = host
         self.port = port
-        self.messages: list[ReceivedMail] = []
-        self.events: list[str] = []  # connected, mail_from, held, disconnected, received
-        self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-sink", daemon=True)
         self._server: asyncio.Server | None = None
@@ -117,15 +119,9 @@ class SmtpSink:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # Called on the server's loop.
-    def _note(self, event: str) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def _receive(self, mail: ReceivedMail) -> None:
-        with self._lock:
-            self.messages.append(mail)
-            self.events.append("received")
+    @property
+    def messages(self) -> list[ReceivedMail]:
+        return self.received
 
     # Called from the test or the demo.
     def hold(self) -> None:
@@ -136,26 +132,6 @@ class SmtpSink:
         """Let held senders go on."""
         self._loop.call_soon_threadsafe(self._open.set)
 
-    def count(self, event: str) -> int:
-        with self._lock:
-            return self.events.count(event)
-
-    def wait_for_event(self, event: str, count: int = 1, timeout: float = 10) -> None:
-        """Wait until ``event`` (e.g. 'held', 'disconnected') has happened ``count`` times."""
-        wait_until(
-            lambda: self.count(event) >= count,
-            timeout=timeout,
-            what=f"the SMTP server to see {event!r} {count} time(s)",
-            seen=lambda: list(self.events),
-        )
-
     def wait_for_messages(self, count: int = 1, timeout: float = 10) -> list[ReceivedMail]:
         """Wait until at least ``count`` messages have arrived, and return them all."""
-        wait_until(
-            lambda: len(self.messages) >= count,
-            timeout=timeout,
-            what=f"{count} e-mail(s) at the SMTP server on port {self.port}",
-            seen=lambda: {"events": list(self.events), "subjects": [m.subject for m in self.messages]},
-        )
-        with self._lock:
-            return list(self.messages)
+        return self._wait_for_items(count, timeout, "e-mail(s)")

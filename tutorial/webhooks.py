@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tutorial.waiting import wait_until
+from tutorial.recording import Recorder
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,14 @@ class ReceivedRequest:
         return json.loads(self.body)
 
 
-class WebhookReceiver:
-    """An HTTP server on host:port (0 picks a free port) that records what it receives."""
+class WebhookReceiver(Recorder[ReceivedRequest]):
+    """An HTTP server on host:port (0 picks a free port) that records what it receives.
+
+    Its events: arrived, held, answered.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.requests: list[ReceivedRequest] = []
-        self.events: list[str] = []  # arrived, held, answered
-        self._lock = threading.Lock()
+        super().__init__("the webhook receiver")
         self._open = threading.Event()
         self._open.set()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -67,14 +68,12 @@ class WebhookReceiver:
 
         return Handler
 
-    def _note(self, event: str) -> None:
-        with self._lock:
-            self.events.append(event)
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        return self.received
 
     def _arrive(self, request: ReceivedRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
-            self.events.append("arrived")
+        self._keep(request, "arrived")
         if not self._open.is_set():
             self._note("held")
             self._open.wait(timeout=120)  # never forever, even if a test forgets release()
@@ -103,26 +102,6 @@ class WebhookReceiver:
     def release(self) -> None:
         self._open.set()
 
-    def count(self, event: str) -> int:
-        with self._lock:
-            return self.events.count(event)
-
-    def wait_for_event(self, event: str, count: int = 1, timeout: float = 10) -> None:
-        """Wait until ``event`` ('arrived', 'held', 'answered') has happened ``count`` times."""
-        wait_until(
-            lambda: self.count(event) >= count,
-            timeout=timeout,
-            what=f"the webhook receiver to see {event!r} {count} time(s)",
-            seen=lambda: list(self.events),
-        )
-
     def wait_for_requests(self, count: int = 1, timeout: float = 10) -> list[ReceivedRequest]:
         """Wait until at least ``count`` requests have arrived, and return them all."""
-        wait_until(
-            lambda: len(self.requests) >= count,
-            timeout=timeout,
-            what=f"{count} webhook request(s) at {self.url}",
-            seen=lambda: list(self.events),
-        )
-        with self._lock:
-            return list(self.requests)
+        return self._wait_for_items(count, timeout, "webhook request(s)")
