@@ -258,11 +258,8 @@ def run_queue_trial(bench: Bench, system: System) -> TrialResult:
         result.figures |= api_figures
         total = first + backlog
     # 5. The worker is stopped: a job run twice late would be in the ledger by now.
-    result.figures["peak_rss_mb"] = memory.peak_bytes / MEGABYTE
-    check_every_job_ran_once(system.label, (run.index for run in ledger.runs()), total)
-    result.counts = {"drain_jobs": jobs, "latency_jobs": spaced, "backlog_jobs": backlog, **api_counts}
-    result.counts["jobs_checked"] = total
-    return result
+    counts = {"drain_jobs": jobs, "latency_jobs": spaced, "backlog_jobs": backlog, **api_counts}
+    return finish_trial(result, system, ledger, memory, total=total, counts=counts)
 
 
 def run_background_tasks_trial(bench: Bench, system: System) -> TrialResult:
@@ -310,8 +307,21 @@ def run_background_tasks_trial(bench: Bench, system: System) -> TrialResult:
         )
         result.figures |= api_figures
         total = first + backlog
+    counts = {"drain_jobs": jobs, "latency_jobs": spaced, "backlog_jobs": backlog, **api_counts}
+    return finish_trial(result, system, ledger, memory, total=total, counts=counts)
+
+
+def finish_trial(
+    result: TrialResult,
+    system: System,
+    ledger: Ledger,
+    memory: PeakMemory,
+    *,
+    total: int,
+    counts: dict[str, int],
+) -> TrialResult:
+    """Add the peak memory and the job counts, after checking that each of ``total`` jobs ran exactly once."""
     result.figures["peak_rss_mb"] = memory.peak_bytes / MEGABYTE
     check_every_job_ran_once(system.label, (run.index for run in ledger.runs()), total)
-    result.counts = {"drain_jobs": jobs, "latency_jobs": spaced, "backlog_jobs": backlog, **api_counts}
-    result.counts["jobs_checked"] = total
+    result.counts = {**counts, "jobs_checked": total}
     return result
