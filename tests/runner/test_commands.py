@@ -90,6 +90,19 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
     assert_nothing_left_behind(tag)
 
 
+def test_a_failing_demo_says_why_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    # Stage 1 runs (and starts a server); stage 2 then finds no Redis at the REDIS_URL it was given.
+    dead_url = f"redis://127.0.0.1:{free_port()}/0"
+    env, tag = tagged_env(REDIS_URL=dead_url)
+    with ManagedProcess("demo", python_command("-m", "tutorial", "demo"), env=env, log_dir=tmp_path) as demo:
+        assert wait_for_exit(demo, timeout=50) == 1, demo.describe()
+    output = demo.output()
+    assert "Subject: Welcome!" in output
+    assert f"!! The tour stopped: Redis is not reachable at {dead_url} (from REDIS_URL)" in output
+    assert "Everything it started has been stopped. `make doctor` checks this machine." in output
+    assert_nothing_left_behind(tag)
+
+
 def test_make_services_starts_redis_where_none_answers_and_catches_mail_and_webhooks(tmp_path: Path) -> None:
     redis_port, smtp_port, webhook_port = free_port(), free_port(), free_port()
     env, tag = tagged_env()
