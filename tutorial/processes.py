@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,14 +50,14 @@ class ManagedProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] = REPO_ROOT,
-        log_dir: str | os.PathLike[str] | None = None,
+        log_dir: str | os.PathLike[str],
     ) -> None:
         self.name = name
         self.args = list(args)
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
-        log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="tutorial-logs-"))
-        self.log_path = log_dir / f"{name}.log"
+        # The caller owns the folder (a test's tmp_path, the tour's work folder) and removes it.
+        self.log_path = Path(log_dir) / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:
@@ -164,7 +163,7 @@ def uvicorn_process(
     port: int,
     *,
     env: Mapping[str, str] | None = None,
-    log_dir: str | os.PathLike[str] | None = None,
+    log_dir: str | os.PathLike[str],
     name: str = "api",
 ) -> ManagedProcess:
     """A uvicorn server for ``app`` ("package.module:attribute") on 127.0.0.1:port."""

@@ -150,7 +150,8 @@ def test_make_services_uses_the_redis_that_already_answers(tmp_path: Path, priva
 
 def test_the_doctor_names_an_unreachable_redis_url_and_how_to_fix_it(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    doctor = ManagedProcess("doctor", python_command("-m", "tutorial", "doctor"), env={**os.environ, "REDIS_URL": url})
+    env = {**os.environ, "REDIS_URL": url}
+    doctor = ManagedProcess("doctor", python_command("-m", "tutorial", "doctor"), env=env, log_dir=tmp_path)
     with doctor:
         assert wait_for_exit(doctor, timeout=60) == 1
     assert f"FIX   REDIS_URL={url} does not answer" in doctor.output()

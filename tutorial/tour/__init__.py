@@ -8,6 +8,7 @@ tour ends: normally, on failure, and on Ctrl-C.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -26,6 +27,8 @@ class Tour:
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack
         self.work_dir = Path(tempfile.mkdtemp(prefix="tutorial-demo-"))
+        # Removed last, after every process that writes its log there has stopped.
+        stack.callback(shutil.rmtree, self.work_dir, ignore_errors=True)
         self.smtp = stack.enter_context(SmtpSink())
         self.webhooks = stack.enter_context(WebhookReceiver())
         self._redis: RedisService | None = None
