@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -174,8 +173,7 @@ def uvicorn_process(
 def wait_for_exit(process: ManagedProcess, timeout: float) -> int:
     """Wait for a process to end by itself and return its exit code."""
     assert process.popen is not None
-    deadline = time.monotonic() + timeout
     try:
-        return process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return process.popen.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         raise WaitTimeout(f"{process.name} did not exit within {timeout:g}s. {process.describe()}") from None
