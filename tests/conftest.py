@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, free_port, uvicorn_process
+from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
 
@@ -50,22 +50,20 @@ def start_api(tmp_path: Path) -> Iterator[Callable[..., RunningApi]]:
 
     Usage: ``api = start_api("stage1_background_tasks.main:app", SMTP_PORT="8025")``.
     """
-    started: list[ManagedProcess] = []
+    started: list[UvicornServer] = []
 
     def start(app: str, **env: str) -> RunningApi:
-        port = free_port()
-        process = uvicorn_process(app, port, env={**os.environ, **env}, log_dir=tmp_path, name=f"api-{len(started)}")
-        started.append(process.start())
-        base_url = f"http://127.0.0.1:{port}"
-        process.wait_for_http(f"{base_url}/health", timeout=30)
-        return RunningApi(process, base_url)
+        server = UvicornServer(app, env={**os.environ, **env}, log_dir=tmp_path, name=f"api-{len(started)}")
+        started.append(server)
+        server.start()
+        return RunningApi(server, server.base_url)
 
     yield start
-    for process in started:
-        process.stop()
+    for server in started:
+        server.stop()
 
 
 @dataclass
 class RunningApi:
-    process: ManagedProcess
+    process: UvicornServer
     base_url: str

@@ -157,17 +157,41 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def uvicorn_process(
-    app: str,
-    port: int,
-    *,
-    env: Mapping[str, str] | None = None,
-    log_dir: str | os.PathLike[str],
-    name: str = "api",
-) -> ManagedProcess:
-    """A uvicorn server for ``app`` ("package.module:attribute") on 127.0.0.1:port."""
-    args = python_command("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port))
-    return ManagedProcess(name, args, env=env, log_dir=log_dir)
+class UvicornServer(ManagedProcess):
+    """uvicorn serving ``app`` ("package.module:attribute") on 127.0.0.1; start() returns once it answers.
+
+    The one way the demo, the tests and the benchmark start an API: a free port unless
+    one is given, and ``ready_path`` polled until it answers or ``timeout`` runs out.
+    """
+
+    def __init__(
+        self,
+        app: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        log_dir: str | os.PathLike[str],
+        name: str = "api",
+        port: int | None = None,
+        ready_path: str = "/health",
+        timeout: float = 30,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ready_path = ready_path
+        self.timeout = timeout
+        args = python_command("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port), *extra_args)
+        super().__init__(name, args, env=env, log_dir=log_dir)
+
+    def start(self) -> UvicornServer:
+        super().start()
+        try:
+            self.wait_for_http(f"{self.base_url}{self.ready_path}", timeout=self.timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
 
 def wait_for_exit(process: ManagedProcess, timeout: float) -> int:

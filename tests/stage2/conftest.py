@@ -25,7 +25,7 @@ from celery.contrib.testing.worker import start_worker
 from celery.worker import WorkController
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import free_port, uvicorn_process
+from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService
 
 if TYPE_CHECKING:  # a real import here would read the settings too early
@@ -129,12 +129,9 @@ def queues(stage2_env: dict[str, str]) -> Iterator[Queues]:
 @pytest.fixture(scope="session")
 def api_url(stage2_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stage-2 API served by a real uvicorn process, shared by the tests: it keeps no state."""
-    port = free_port()
     log_dir: Path = tmp_path_factory.mktemp("stage2-api")
-    with uvicorn_process("stage2_celery.main:app", port, env={**os.environ, **stage2_env}, log_dir=log_dir) as api:
-        base_url = f"http://127.0.0.1:{port}"
-        api.wait_for_http(f"{base_url}/health", timeout=30)
-        yield base_url
+    with UvicornServer("stage2_celery.main:app", env={**os.environ, **stage2_env}, log_dir=log_dir) as api:
+        yield api.base_url
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tutorial.processes import free_port, uvicorn_process
+from tutorial.processes import UvicornServer, free_port
 
 # The client's timeout is the deadline: the seed's .delay() would still be retrying.
 DEADLINE_SECONDS = 10
@@ -28,14 +28,13 @@ def api_without_redis(
 ) -> Iterator[ApiWithoutRedis]:
     """The stage-2 API, started the usual way, with REDIS_URL at a port where nothing listens."""
     dead_redis_url = f"redis://127.0.0.1:{free_port()}/0"
-    port = free_port()
     env = {**os.environ, **stage2_env, "REDIS_URL": dead_redis_url}
     log_dir = tmp_path_factory.mktemp("api-without-redis")
-    with uvicorn_process("stage2_celery.main:app", port, env=env, log_dir=log_dir) as api:
-        base_url = f"http://127.0.0.1:{port}"
-        api.wait_for_http(f"{base_url}/health", timeout=30)
-        with httpx.Client(base_url=base_url, timeout=DEADLINE_SECONDS) as client:
-            yield ApiWithoutRedis(client, dead_redis_url)
+    with (
+        UvicornServer("stage2_celery.main:app", env=env, log_dir=log_dir) as api,
+        httpx.Client(base_url=api.base_url, timeout=DEADLINE_SECONDS) as client,
+    ):
+        yield ApiWithoutRedis(client, dead_redis_url)
 
 
 def test_enqueueing_without_redis_is_503_with_what_to_do(api_without_redis: ApiWithoutRedis) -> None:

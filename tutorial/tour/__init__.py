@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, free_port, python_command, uvicorn_process
+from tutorial.processes import ManagedProcess, UvicornServer, python_command
 from tutorial.redis_server import RedisService, resolve_redis
 from tutorial.webhooks import WebhookReceiver
 
@@ -75,14 +75,11 @@ class Tour:
 
     def start_api(self, app: str, **extra_env: str) -> str:
         """Start uvicorn serving ``app`` and return its base URL once it answers."""
-        port = free_port()
         name = app.split(".")[0] + "-api"
-        process = uvicorn_process(app, port, env=self.env(**extra_env), log_dir=self.work_dir, name=name)
-        self.stack.enter_context(process)
-        base_url = f"http://127.0.0.1:{port}"
-        process.wait_for_http(f"{base_url}/docs", timeout=30)
-        self.show("API", f"{base_url} (uvicorn {app})")
-        return base_url
+        server = UvicornServer(app, env=self.env(**extra_env), log_dir=self.work_dir, name=name, ready_path="/docs")
+        self.stack.enter_context(server)
+        self.show("API", f"{server.base_url} (uvicorn {app})")
+        return server.base_url
 
     def start_process(self, name: str, *args: str, ready_text: str | None = None, **extra_env: str) -> ManagedProcess:
         """Start ``python -m args...`` (e.g. a worker) and wait for ``ready_text`` in its output."""
