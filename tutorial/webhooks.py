@@ -1,7 +1,19 @@
-"""A real local HTTP server that records every webhook it receives.
+"""A real local HTTP server that records every webhook it receives, and can fail on purpose.
 
-The stages deliver webhooks over real HTTP; this server answers 200 and keeps each
-request, so the demo can print it and the tests can assert on it.
+The stages deliver webhooks over real HTTP. This server keeps each request with the
+status it answered, so the demo can print it and the tests can assert on it. The path
+chooses the answer, so a learner can try a failure by hand, with no restart:
+
+- ``/webhook`` (and any path not below): ``200``.
+- ``/webhook/flaky/<n>``: ``503`` for the first ``n`` deliveries of each
+  ``Idempotency-Key``, then ``200``. Each key counts on its own, per path; requests
+  without an ``Idempotency-Key`` share one count per path. ``?status=429`` fails
+  with that status instead of 503.
+- ``/webhook/status/<code>``: always ``<code>`` (200-599), e.g. ``500`` for a
+  receiver that is down, ``400`` for a permanent refusal.
+- ``?retry_after=<value>`` on either: a failing answer carries ``Retry-After: <value>``.
+- A malformed one (``/webhook/status/abc``, ``/webhook/flaky/2?status=200``): ``404``,
+  with a body that says which forms exist.
 
 For tests that need a slow receiver, ``hold()`` makes it keep each request waiting,
 unanswered, until ``release()``.
@@ -9,23 +21,43 @@ unanswered, until ``release()``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import threading
-from dataclasses import dataclass
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tutorial.recording import Recorder
 
+FLAKY_PATH = re.compile(r"/webhook/flaky/(?P<failures>\d+)")
+STATUS_PATH = re.compile(r"/webhook/status/(?P<status>\d+)")
+FAILING_PATH = re.compile(r"/webhook/(flaky|status)(/.*)?")
+USAGE = "use /webhook/flaky/<n>[?status=<400-599>][&retry_after=<s>] or /webhook/status/<200-599>[?retry_after=<s>]"
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class ReceivedRequest:
     method: str
-    path: str
+    path: str  # as requested, with the query string
     headers: dict[str, str]
     body: bytes
+    status: int = 200  # what the receiver answered (or will answer, while held)
 
     def json(self) -> object:
         return json.loads(self.body)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return next((value for name, value in self.headers.items() if name.lower() == "idempotency-key"), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, object]
+    retry_after: str | None = None
 
 
 class WebhookReceiver(Recorder[ReceivedRequest]):
@@ -38,14 +70,28 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         super().__init__("the webhook receiver")
         self._open = threading.Event()
         self._open.set()
+        self._deliveries: Counter[tuple[str, str | None]] = Counter()  # (path, Idempotency-Key) -> count
+        self._deliveries_lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True)
+        # A short poll interval, so stop() returns at once instead of after half a second.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="webhooks", daemon=True
+        )
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/webhook"
+
+    def flaky_url(self, failures: int, *, status: int = 503, retry_after: float | None = None) -> str:
+        """The URL that fails the first ``failures`` deliveries of each Idempotency-Key with ``status``."""
+        query = {"status": status} if status != 503 else {}
+        return _with_query(f"{self.url}/flaky/{failures}", query, retry_after)
+
+    def status_url(self, status: int, *, retry_after: float | None = None) -> str:
+        """The URL that always answers ``status``."""
+        return _with_query(f"{self.url}/status/{status}", {}, retry_after)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -53,15 +99,23 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                request = ReceivedRequest("POST", self.path, dict(self.headers), self.rfile.read(length))
-                receiver._arrive(request)
-                body = b'{"received": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                body = self.rfile.read(length)
+                answer = receiver._arrive(self.command, self.path, dict(self.headers), body)
+                self.send_response(answer.status)
+                if answer.retry_after is not None:
+                    self.send_header("Retry-After", answer.retry_after)
+                if answer.status in (204, 304):  # answers without a body, by the HTTP rules
+                    self.end_headers()
+                else:
+                    content = json.dumps(answer.body).encode()
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
                 receiver._note("answered")
+
+            # A learner may try a path with curl or a browser: every method but HEAD is answered alike.
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # the demo prints what arrived; the access log is only noise
@@ -72,11 +126,51 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
     def requests(self) -> list[ReceivedRequest]:
         return self.received
 
-    def _arrive(self, request: ReceivedRequest) -> None:
-        self._keep(request, "arrived")
+    def requests_with_key(self, idempotency_key: str) -> list[ReceivedRequest]:
+        """The requests that carried this Idempotency-Key, in the order they arrived."""
+        with self._lock:
+            return [request for request in self.received if request.idempotency_key == idempotency_key]
+
+    def statuses(self, idempotency_key: str) -> list[int]:
+        """The statuses answered to the requests with this Idempotency-Key, in order."""
+        return [request.status for request in self.requests_with_key(idempotency_key)]
+
+    def _arrive(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        request = ReceivedRequest(method, path, headers, body)
+        # One lock around counting and keeping, so the n-th request kept is the n-th one counted.
+        with self._deliveries_lock:
+            answer = self._answer_for(request)
+            self._keep(dataclasses.replace(request, status=answer.status), "arrived")
         if not self._open.is_set():
             self._note("held")
             self._open.wait(timeout=120)  # never forever, even if a test forgets release()
+        return answer
+
+    def _answer_for(self, request: ReceivedRequest) -> Answer:
+        parts = urlsplit(request.path)
+        path = parts.path.rstrip("/")
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        retry_after = query.get("retry_after")
+        if flaky := FLAKY_PATH.fullmatch(path):
+            status = _number(query.get("status", "503"))
+            if status is None or not 400 <= status <= 599:
+                return Answer(404, {"error": f"a flaky path fails with a status of 400-599; {USAGE}"})
+            self._deliveries[(path, request.idempotency_key)] += 1
+            delivery, failures = self._deliveries[(path, request.idempotency_key)], int(flaky["failures"])
+            if delivery <= failures:
+                error = f"failing on purpose: delivery {delivery}, the first {failures} fail"
+                return Answer(status, {"received": True, "error": error}, retry_after)
+            return Answer(200, {"received": True, "delivery": delivery})
+        if exact := STATUS_PATH.fullmatch(path):
+            status = int(exact["status"])
+            if not 200 <= status <= 599:
+                return Answer(404, {"error": f"{status} is not a status of 200-599; {USAGE}"})
+            if status < 400:
+                return Answer(status, {"received": True})
+            return Answer(status, {"received": True, "error": f"answering {status} on purpose"}, retry_after)
+        if FAILING_PATH.fullmatch(path):
+            return Answer(404, {"error": f"no such failure: {parts.path}; {USAGE}"})
+        return Answer(200, {"received": True})
 
     def start(self) -> WebhookReceiver:
         self._thread.start()
@@ -105,3 +199,13 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
     def wait_for_requests(self, count: int = 1, timeout: float = 10) -> list[ReceivedRequest]:
         """Wait until at least ``count`` requests have arrived, and return them all."""
         return self._wait_for_items(count, timeout, "webhook request(s)")
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _with_query(url: str, query: dict[str, object], retry_after: float | None) -> str:
+    if retry_after is not None:
+        query["retry_after"] = f"{retry_after:g}"
+    return f"{url}?{urlencode(query)}" if query else url
