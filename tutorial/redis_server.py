@@ -26,12 +26,14 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tutorial.processes import ManagedProcess, free_port
 from tutorial.waiting import WaitTimeout, wait_until
 
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_PORT = 6379
+DEFAULT_REDIS_URL = f"redis://localhost:{DEFAULT_PORT}/0"
 
 
 class RedisUnavailable(RuntimeError):
@@ -40,19 +42,30 @@ class RedisUnavailable(RuntimeError):
 
 def ping(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url`` (plain RESP over a socket)."""
+    return _ask(url, ("PING",), timeout) == "PONG"
+
+
+def config_value(url: str, name: str, timeout: float = 1.0) -> str | None:
+    """What ``CONFIG GET name`` says at ``url``, or None when nothing answers it."""
+    reply = _ask(url, ("CONFIG", "GET", name), timeout)
+    return reply[1] if isinstance(reply, list) and len(reply) == 2 else None
+
+
+def _ask(url: str, command: tuple[str, ...], timeout: float) -> str | list[str] | None:
+    """Send one command to the Redis at ``url`` and return its reply; None if none came."""
     parts = urlsplit(url)
-    address = (parts.hostname or "localhost", parts.port or 6379)
+    address = (parts.hostname or "localhost", parts.port or DEFAULT_PORT)
     try:
         with socket.create_connection(address, timeout=timeout) as sock:
+            replies = sock.makefile("rb")
             if parts.password:
-                user = parts.username or "default"
-                sock.sendall(_command("AUTH", user, parts.password))
-                if not sock.recv(64).startswith(b"+OK"):
-                    return False
-            sock.sendall(_command("PING"))
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+                sock.sendall(_command("AUTH", unquote(parts.username or "default"), unquote(parts.password)))
+                if _read_reply(replies) != "OK":
+                    return None
+            sock.sendall(_command(*command))
+            return _read_reply(replies)
+    except (OSError, ValueError):
+        return None
 
 
 def _command(*words: str) -> bytes:
@@ -61,6 +74,41 @@ def _command(*words: str) -> bytes:
         data = word.encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _read_reply(replies: BinaryIO) -> str | list[str] | None:
+    """One RESP2 reply: a simple or bulk string, an array of them, or None for an error or nil."""
+    line = replies.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode(errors="replace")
+    if kind == b"+":
+        return rest
+    if kind == b"$":
+        return None if int(rest) < 0 else replies.read(int(rest) + 2)[:-2].decode(errors="replace")
+    if kind == b"*":
+        items = [_read_reply(replies) for _ in range(max(int(rest), 0))]
+        return [item for item in items if isinstance(item, str)]
+    if kind in (b"-", b":"):
+        return None
+    raise ValueError(f"not a Redis reply: {line[:40]!r}")
+
+
+def redacted(url: str) -> str:
+    """The URL with its password masked (``redis://:**@host:6379/0``), fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**@{host}"))
+
+
+def with_database(url: str, database: int) -> str:
+    """The same Redis URL with another database number: ``with_database("redis://h:6379/0", 2)``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def database_of(url: str) -> int:
+    """The database number in a Redis URL (``/3`` -> 3); 0 when it names none."""
+    return int(urlsplit(url).path.strip("/") or 0)
 
 
 def find_redis_server_binary(path: str | None = None) -> str | None:
@@ -106,7 +154,7 @@ class RedisService:
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 6379
+        return urlsplit(self.url).port or DEFAULT_PORT
 
     def stop(self) -> None:
         """Stop the server if this process started it; a found one is left alone."""
@@ -131,18 +179,26 @@ def start_redis_server(
 ) -> RedisService:
     """Start a private, throw-away redis-server on 127.0.0.1 and wait until it answers.
 
-    With no ``port``, a free one is chosen (and another one tried if it is taken
-    in the meantime). Nothing is saved to disk.
+    With no ``port``, a free one is chosen, never 6379 (the port of a learner's own
+    Redis), and another one tried if it is taken in the meantime. Nothing is saved
+    to disk.
     """
     binary = binary or find_redis_server_binary()
     if binary is None:
         raise RedisUnavailable(NO_BINARY_HELP)
     last_error = ""
     for _ in range(attempts if port is None else 1):
-        service, last_error = _start_once(binary, port or free_port(), timeout)
+        service, last_error = _start_once(binary, port or free_port_but_the_default(), timeout)
         if service is not None:
             return service
     raise RedisUnavailable(f"{binary} could not start a server: {last_error}")
+
+
+def free_port_but_the_default() -> int:
+    """A free port for a throw-away server: never 6379, even when the OS offers it."""
+    while (port := free_port()) == DEFAULT_PORT:
+        continue
+    return port
 
 
 def _start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | None, str]:
@@ -158,9 +214,12 @@ def _start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | 
     ]  # fmt: skip
     process = ManagedProcess(f"redis-{port}", args, log_dir=data_dir).start()
     url = f"redis://127.0.0.1:{port}/0"
+    # Another server may have taken the port meanwhile and answer PING in our place:
+    # only a server that works in our own data folder is the one started here.
+    own_dir = os.path.realpath(data_dir)
     try:
         wait_until(
-            lambda: ping(url) or not process.is_running(),
+            lambda: config_value(url, "dir") == own_dir or not process.is_running(),
             timeout=timeout,
             what=f"redis-server to answer on port {port}",
             seen=process.describe,

