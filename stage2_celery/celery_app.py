@@ -1,17 +1,41 @@
 """The Celery app: the broker where jobs wait, and the result backend where their states are kept.
 
-A worker finds it by its module: celery -A stage2_celery.celery_app worker --loglevel=INFO
-(Celery looks in that module for the Celery instance, here `celery_app`.)
+A worker finds it through the package (see __init__.py): celery -A stage2_celery worker --loglevel=INFO
 """
+
+import ssl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from celery import Celery
 
+# Part of the stage2_celery package; in a flat project: from config import settings
 from .config import settings
+
+
+def celery_redis_url(url: str) -> str:
+    """The URL as Celery and kombu spell it: they take redis:// and rediss:// as they are,
+    but a unix socket as redis+socket:///path?virtual_host=<db> (redis-py: unix:///path?db=<db>)."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    query = [("virtual_host" if name == "db" else name, value) for name, value in parse_qsl(parts.query)]
+    return f"redis+socket://{parts.path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def tls_options(url: str) -> dict[str, object] | None:
+    """rediss:// means TLS; Celery insists on being told how to check the server's certificate."""
+    if urlsplit(url).scheme != "rediss" or "ssl_cert_reqs" in url:
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+broker_url = celery_redis_url(settings.redis_url)
+result_backend_url = celery_redis_url(settings.result_backend_url or settings.redis_url)
 
 celery_app = Celery(
     "stage2_celery",
-    broker=settings.redis_url,
-    backend=settings.result_backend_url,
+    broker=broker_url,
+    backend=result_backend_url,
     # The modules a worker imports to learn the tasks; without it: "Received unregistered task".
     include=["stage2_celery.tasks"],
 )
@@ -27,7 +51,18 @@ celery_app.conf.update(
     result_expires=settings.result_expires_seconds,
     # A worker started before Redis keeps trying to connect (and Celery 5 stops warning about it).
     broker_connection_retry_on_startup=True,
-    # Give up on an unreachable Redis after this long, so the API can answer 503 instead of hanging.
-    broker_connection_timeout=settings.enqueue_timeout_seconds,
-    redis_socket_connect_timeout=settings.enqueue_timeout_seconds,
+    # Every Redis call of the API gets a deadline, so it can answer 503 instead of hanging:
+    # connecting and publishing to the broker...
+    broker_connection_timeout=settings.redis_timeout_seconds,
+    broker_transport_options={
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "socket_timeout": settings.redis_timeout_seconds,
+        # Publishing connects without retrying (the worker's reconnecting has settings of its own).
+        "max_retries": 0,
+    },
+    # ...and reading or writing a state in the result backend (Celery's default waits 120 s).
+    redis_socket_connect_timeout=settings.redis_timeout_seconds,
+    redis_socket_timeout=settings.redis_timeout_seconds,
+    broker_use_ssl=tls_options(broker_url),
+    redis_backend_use_ssl=tls_options(result_backend_url),
 )

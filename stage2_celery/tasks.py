@@ -6,15 +6,9 @@ from email.message import EmailMessage
 
 from celery import Task
 
+# Part of the stage2_celery package; in a flat project: from celery_app import celery_app
 from .celery_app import celery_app
 from .config import settings
-
-
-@celery_app.task
-def add(x: int, y: int) -> int:
-    """The seed's long_add: slow on purpose (ADD_DELAY_SECONDS), so you can watch its status."""
-    time.sleep(settings.add_delay_seconds)
-    return x + y
 
 
 @celery_app.task
@@ -33,6 +27,13 @@ def send_welcome_email(user_id: int, to: str) -> None:
         smtp.send_message(message)
 
 
+@celery_app.task
+def add(x: int, y: int) -> int:
+    """The seed's long_add: slow on purpose (ADD_DELAY_SECONDS), so you can watch its status."""
+    time.sleep(settings.add_delay_seconds)
+    return x + y
+
+
 # bind=True passes the task itself as `self`, so it can call self.update_state.
 @celery_app.task(bind=True)
 def generate_report(self: Task, rows: list[float]) -> dict[str, float]:
@@ -42,7 +43,12 @@ def generate_report(self: Task, rows: list[float]) -> dict[str, float]:
     backend, where GET /jobs/{id} reads it while the task runs.
     """
     total = len(rows)
-    for done in range(1, total + 1):
-        time.sleep(settings.report_step_seconds)  # stands in for the real work on one row
+    for done, row in enumerate(rows, start=1):
+        process_row(row)
         self.update_state(state="PROGRESS", meta={"current": done, "total": total})
     return {"rows": total, "sum": sum(rows), "mean": sum(rows) / total, "min": min(rows), "max": max(rows)}
+
+
+def process_row(row: float) -> None:
+    """Stands in for the real work on one row: slow on purpose (REPORT_STEP_SECONDS)."""
+    time.sleep(settings.report_step_seconds)

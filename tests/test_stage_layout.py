@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = sorted(path for path in REPO.glob("stage*_*") if path.is_dir())
-THIRD_PARTY = set(importlib.metadata.packages_distributions())
+THIRD_PARTY = importlib.metadata.packages_distributions()  # {top-level module: [distribution, ...]}
 
 
 def imported_modules(source: Path) -> list[tuple[int, str]]:
@@ -51,3 +51,48 @@ def test_the_import_check_catches_an_import_of_the_runner(tmp_path: Path) -> Non
     source.write_text("import os\nfrom tutorial.mail import SmtpSink\nfrom . import config\n")
     assert imported_modules(source) == [(1, "os"), (2, "tutorial")]
     assert "tutorial" not in THIRD_PARTY and "tutorial" not in sys.stdlib_module_names
+
+
+# Images ---------------------------------------------------------------------------------------------
+
+LOCK = {
+    line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].split(";")[0].strip()
+    for line in (REPO / "requirements.lock").read_text().splitlines()
+    if "==" in line and not line.startswith("#")
+}
+STAGES_WITH_AN_IMAGE = [stage for stage in STAGES if (stage / "Dockerfile").is_file()]
+
+
+def stage_requirements(stage: Path) -> dict[str, str]:
+    """{distribution: version} of the stage's requirements.txt (extras dropped)."""
+    pins = {}
+    for line in (stage / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.split("[")[0].lower()] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("stage", STAGES_WITH_AN_IMAGE, ids=lambda stage: stage.name)
+def test_a_stage_image_installs_what_the_stage_imports_at_the_locked_versions(stage: Path) -> None:
+    pins = stage_requirements(stage)
+    missing = set()
+    for source in sorted(stage.rglob("*.py")):
+        for _, module in imported_modules(source):
+            if module in THIRD_PARTY:
+                distributions = {name.lower() for name in THIRD_PARTY[module]}
+                if not distributions & set(pins):
+                    missing.add(f"{module} ({source.relative_to(REPO)})")
+    assert sorted(missing) == []
+    assert {name: LOCK.get(name) for name in pins} == pins, "requirements.txt and requirements.lock disagree"
+    assert "pytest" not in pins and "ruff" not in pins
+
+
+@pytest.mark.parametrize("stage", STAGES_WITH_AN_IMAGE, ids=lambda stage: stage.name)
+def test_a_stage_image_runs_as_a_user_and_leaves_the_virtual_environment_out(stage: Path) -> None:
+    dockerfile = (stage / "Dockerfile").read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), "the image's last USER must not be root"
+    assert "-r requirements.txt -c requirements.lock" in dockerfile
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ".venv/" in ignored and ".git/" in ignored

@@ -31,12 +31,11 @@ from tutorial.redis_server import RedisService
 if TYPE_CHECKING:  # a real import here would read the settings too early
     from stage2_celery.config import Settings
 
-# Stage 2 keeps its queue in database 2 of the private Redis and its results in
-# database 3 (the next one, see Settings.result_backend_url): no other stage's
-# tests share these keys.
+# Stage 2 keeps its queue and its results in database 2 of the private Redis: no
+# other stage's tests share these keys.
 QUEUE_DB = 2
-RESULTS_DB = 3
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
+RESULT_KEYS = "celery-task-meta-*"  # one per job: its state, its result, and the API's mark of it
 
 
 def redis_url_with_db(url: str, db: int) -> str:
@@ -72,13 +71,14 @@ def stage(stage2_env: dict[str, str]) -> Stage2:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in stage2_env.items():
             patch.setenv(name, value)
-        from stage2_celery import celery_app, config, tasks
+        import stage2_celery
+        from stage2_celery import config, tasks
 
     assert config.settings.redis_url == stage2_env["REDIS_URL"], (
         "stage2_celery was imported before this fixture, with another REDIS_URL: "
         "import it only inside fixtures and tests"
     )
-    return Stage2(celery_app=celery_app.celery_app, tasks=tasks, settings=config.settings)
+    return Stage2(celery_app=stage2_celery.celery_app, tasks=tasks, settings=config.settings)
 
 
 @pytest.fixture
@@ -95,34 +95,29 @@ def mail_server(stage: Stage2, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPa
 
 @dataclass
 class Queues:
-    """The stage's two Redis databases: where jobs wait, and where states and results are kept."""
+    """The stage's Redis database: where jobs wait, and where their states and results are kept."""
 
-    broker: redis.Redis
-    results: redis.Redis
+    redis: redis.Redis
 
     def waiting(self) -> int:
-        return self.broker.llen(QUEUE)
+        return self.redis.llen(QUEUE)
 
     def unacknowledged(self) -> int:
         """Jobs a worker has taken but not finished (the Redis transport keeps them in a hash)."""
-        return self.broker.hlen("unacked")
+        return self.redis.hlen("unacked")
 
-    def job_marks(self) -> list[bytes]:
-        return sorted(self.results.scan_iter("job:*"))
+    def job_keys(self) -> list[bytes]:
+        return sorted(self.redis.scan_iter(RESULT_KEYS))
 
 
 @pytest.fixture(autouse=True)
 def queues(stage2_env: dict[str, str]) -> Iterator[Queues]:
-    """Every stage-2 test ends with its queues empty; then its two databases are flushed."""
-    url = stage2_env["REDIS_URL"]
-    broker = redis.Redis.from_url(url)
-    results = redis.Redis.from_url(redis_url_with_db(url, RESULTS_DB))
-    with broker, results:
-        queues = Queues(broker, results)
+    """Every stage-2 test ends with its queue empty; then its database is flushed."""
+    with redis.Redis.from_url(stage2_env["REDIS_URL"]) as client:
+        queues = Queues(client)
         yield queues
         left = {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}
-        broker.flushdb()
-        results.flushdb()
+        client.flushdb()
         assert left == {"waiting": 0, "unacknowledged": 0}, "the test left jobs behind"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,10 +31,22 @@ def wait_for_status(
     client: httpx.Client, status_url: str, status: str, timeout: float = 10, seen: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """Poll the job until its status is ``status``; every answer is appended to ``seen``."""
+    return wait_for_answer(client, status_url, lambda job: job["status"] == status, repr(status), timeout, seen)
+
+
+def wait_for_answer(
+    client: httpx.Client,
+    status_url: str,
+    matches: Callable[[dict[str, Any]], bool],
+    what: str,
+    timeout: float = 10,
+    seen: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Poll the job until ``matches(answer)``, and return that answer; every answer is appended to ``seen``."""
     seen = [] if seen is None else seen
 
     def reached() -> dict[str, Any] | None:
         seen.append(job_status(client, status_url))
-        return seen[-1] if seen[-1]["status"] == status else None
+        return seen[-1] if matches(seen[-1]) else None
 
-    return wait_until(reached, timeout=timeout, what=f"{status_url} to be {status!r}", seen=lambda: seen[-3:])
+    return wait_until(reached, timeout=timeout, what=f"{status_url} to be {what}", seen=lambda: seen[-3:])

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 STAGE = Path(__file__).resolve().parents[2] / "stage2_celery"
-DOCUMENTED_WORKER_COMMAND = "celery -A stage2_celery.celery_app worker --loglevel=INFO"
+DOCUMENTED_WORKER_COMMAND = "celery -A stage2_celery worker --loglevel=INFO"
 
 
 def load_services() -> dict:

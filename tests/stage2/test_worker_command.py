@@ -13,7 +13,7 @@ from tests.stage2.job_api import enqueue, wait_for_status
 from tutorial.processes import ManagedProcess
 
 # As in the README, plus --pool=solo (the README's advice on Windows; here: one process, quick to stop).
-WORKER_COMMAND = "celery -A stage2_celery.celery_app worker --loglevel=INFO --pool=solo"
+WORKER_COMMAND = "celery -A stage2_celery worker --loglevel=INFO --pool=solo"
 
 
 def test_the_documented_worker_command_processes_a_job(

@@ -1,0 +1,119 @@
+"""The job API that every later stage keeps: publish a job, then tell the truth about it.
+
+`enqueue()` answers 202 with the job's id and where to ask; `job_status()` translates
+Celery's state into the job API's words, and says 404 for an id that was never issued.
+A Redis that is down, slow or misconfigured becomes a 503 that says which, never a hang.
+"""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+from uuid import uuid4
+
+from celery import Task, states
+from fastapi import HTTPException, Response, status
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
+from pydantic import BaseModel
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Part of the stage2_celery package; in a flat project: from celery_app import celery_app
+from .celery_app import celery_app
+from .config import settings
+
+logger = logging.getLogger(__name__)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class Progress(BaseModel):
+    current: int
+    total: int
+
+
+JobState = Literal["queued", "started", "progress", "succeeded", "failed"]
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    status: JobState
+    backend_status: str  # Celery's own name for the state: PENDING, STARTED, SUCCESS, ...
+    result: Any = None
+    error: str | None = None
+    progress: Progress | None = None
+
+
+# Celery's states, in the words of the job API.
+STATUS_OF_CELERY_STATE: dict[str, JobState] = {
+    states.PENDING: "queued",
+    states.STARTED: "started",  # only with task_track_started
+    "PROGRESS": "progress",  # the custom state of generate_report
+    states.SUCCESS: "succeeded",
+    states.FAILURE: "failed",
+}
+
+
+def enqueue(task: Task, args: list[Any], response: Response) -> JobAccepted:
+    """Mark a new job as issued, publish it, and say where to watch it.
+
+    Celery answers PENDING for any id, even one it never saw, so the job's PENDING
+    state is stored first, as its mark (one key, expiring with the result): GET
+    /jobs/{id} can then tell "queued" from "never issued". If publishing fails, the
+    client gets a 503 and never learns the id, so the mark left behind is harmless.
+    """
+    job_id = str(uuid4())
+    with redis_errors_as_503(celery_app.backend.url):
+        celery_app.backend.store_result(job_id, None, states.PENDING)
+    with redis_errors_as_503(celery_app.conf.broker_url):
+        # retry=False: with the broker gone, fail now rather than retry while the client waits.
+        task.apply_async(args, task_id=job_id, retry=False)
+    status_url = f"/jobs/{job_id}"
+    response.headers["Location"] = status_url
+    return JobAccepted(job_id=job_id, status_url=status_url)
+
+
+def job_status(job_id: str) -> JobStatus:
+    with redis_errors_as_503(celery_app.backend.url):
+        # One read, so the state and its data (result, error or progress) belong together.
+        meta = celery_app.backend.get_task_meta(job_id)
+    # For an id with nothing stored Celery makes up {"status": "PENDING", "result": None};
+    # every state it stores, our mark included, carries the task_id.
+    if "task_id" not in meta:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}: it was never issued, or it has expired.")
+
+    state, info = meta["status"], meta["result"]
+    # Any other state (a custom one, set by a running task) counts as started; backend_status names it.
+    job = JobStatus(job_id=job_id, status=STATUS_OF_CELERY_STATE.get(state, "started"), backend_status=state)
+    if state == states.SUCCESS:
+        job.result = info
+    elif state == "PROGRESS":
+        job.progress = Progress(**info)
+    elif isinstance(info, BaseException):
+        # Celery rebuilds the task's exception here; the client gets its type and message only.
+        job.error = f"{type(info).__name__}: {info}"
+    return job
+
+
+@contextmanager
+def redis_errors_as_503(url: str | None) -> Iterator[None]:
+    """Turn a failed Redis call into a 503 that says what went wrong, and log the cause."""
+    try:
+        yield
+    except (RedisError, OperationalError) as error:
+        where = f"The job queue (Redis at {maybe_sanitize_url(url or '')})"
+        # kombu wraps the broker's connection errors in its own OperationalError.
+        cause = (error.__cause__ or error.__context__) if isinstance(error, OperationalError) else error
+        if isinstance(cause, RedisTimeoutError | TimeoutError):
+            detail = f"{where} did not answer within {settings.redis_timeout_seconds:g} s: try again later."
+        elif isinstance(cause, RedisConnectionError | OSError) and not isinstance(cause, AuthenticationError):
+            detail = f"{where} is not reachable: is Redis running there, and is REDIS_URL right?"
+        else:
+            detail = f"{where} answered with an error: {error}"
+        logger.warning("%s The cause: %s: %s", detail, type(cause).__name__, cause)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail) from error
