@@ -14,7 +14,7 @@ from tutorial.tour import Tour
 from tutorial.waiting import wait_until
 
 TITLE = "Stage 2: Celery with Redis"
-WORKER_ARGS = ("-m", "celery", "-A", "stage2_celery.celery_app", "worker", "--loglevel=INFO", "--pool=solo")
+WORKER_ARGS = ("-m", "celery", "-A", "stage2_celery", "worker", "--loglevel=INFO", "--pool=solo")
 # Slow enough to watch, quick enough for a demo.
 PACE = {"ADD_DELAY_SECONDS": "1", "REPORT_STEP_SECONDS": "0.25"}
 # "Task stage2_celery.tasks.add[<job id>] succeeded in 1.0084s: 5" -> add, the id's first 8 digits, succeeded
@@ -41,7 +41,7 @@ def run(tour: Tour) -> None:
         job = client.get(status_url).json()
         tour.show("GET", f"{job['status']} ({job['backend_status']})")
 
-        tour.step("Start a worker: celery -A stage2_celery.celery_app worker --loglevel=INFO --pool=solo")
+        tour.step("Start a worker: celery -A stage2_celery worker --loglevel=INFO --pool=solo")
         worker = tour.start_process("stage2-worker", *WORKER_ARGS, ready_text=" ready.", **PACE)
         tour.say("It takes the waiting job at once, and reports STARTED, then SUCCESS with the sum:")
         done = follow_statuses(tour, client, status_url)
