@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 
-from bench.ledger import JobsNotRunExactlyOnce, RunnerStopped
+from bench.ledger import JobsNotRunExactlyOnce
 from bench.plan import FULL, QUICK
 from bench.report import write_results
+from bench.runner import WorkerStopped
 from bench.session import run_benchmark
 from bench.systems.catalog import SYSTEMS, select_systems
 from tutorial.redis_server import RedisUnavailable
+from tutorial.stopping import stop_cleanly_on_signals
 from tutorial.waiting import WaitTimeout
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -60,9 +62,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # The same unwinding as Ctrl-C: every process the benchmark started is stopped.
-    raise KeyboardInterrupt
+def stopped(message: str, exit_code: int, log_dir: Path) -> int:
+    """Say why the run stopped, and where its logs are kept to find out more."""
+    print(f"\n{message}\nThe logs of the API and of every worker are kept in {log_dir}", file=sys.stderr)
+    return exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,20 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.trials:
         plan = replace(plan, trials=args.trials)
-    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # SIGTERM and SIGHUP unwind like Ctrl-C: every process the benchmark started is stopped.
+    restore_signals = stop_cleanly_on_signals()
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     try:
-        results = run_benchmark(plan, args.selected, redis_url=args.redis_url)
+        results = run_benchmark(plan, args.selected, log_dir=log_dir, redis_url=args.redis_url)
     except KeyboardInterrupt:
-        print("\ninterrupted: every process the benchmark started has been stopped", file=sys.stderr)
-        return 130
+        return stopped("interrupted: every process the benchmark started has been stopped", 130, log_dir)
     except JobsNotRunExactlyOnce as exc:
-        print(f"\nFAILED, the figures are not valid: {exc}", file=sys.stderr)
-        return 1
-    except (RunnerStopped, WaitTimeout, RedisUnavailable) as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-        return 1
+        return stopped(f"FAILED, the figures are not valid: {exc}", 1, log_dir)
+    except (WorkerStopped, WaitTimeout, RedisUnavailable) as exc:
+        return stopped(f"FAILED: {exc}", 1, log_dir)
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        restore_signals()
+    shutil.rmtree(log_dir, ignore_errors=True)  # a run that succeeded needs no logs
     paths = write_results(results, args.output_dir)
     print()
     print(paths.markdown.read_text())

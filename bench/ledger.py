@@ -1,4 +1,7 @@
-"""Read what the tasks recorded, and check that every job ran exactly once."""
+"""Read what the tasks recorded, and check that every job ran exactly once.
+
+The ledger knows nothing of processes or trials: the runner drives those, and asks it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from dataclasses import dataclass
 import redis
 
 from bench.systems.noop import LEDGER_KEY
-from tutorial.processes import ManagedProcess
-from tutorial.waiting import WaitTimeout, wait_until
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,8 @@ def check_every_job_ran_once(system: str, ran: Iterable[int], sent: int) -> None
         raise JobsNotRunExactlyOnce(system, lost, duplicated, unexpected)
 
 
-class RunnerStopped(RuntimeError):
-    """The worker (or API) process ended while jobs were still to run."""
-
-
 class Ledger:
-    """The benchmark's view of the records, counting the commands it sends itself.
+    """The runs the tasks recorded, read by the benchmark, which counts the commands it sends itself.
 
     Those commands land in INFO commandstats like anybody's, so they are counted
     here and subtracted from what Redis reports.
@@ -90,21 +87,6 @@ class Ledger:
         self.own_commands["lrange"] += 1
         return [parse_run(record) for record in self.client.lrange(LEDGER_KEY, 0, -1)]
 
-    def wait_for_runs(self, system: str, total: int, timeout: float, runner: ManagedProcess | None = None) -> None:
-        """Wait until ``total`` runs are recorded; if they never come, say which jobs are missing.
-
-        ``runner`` is the process that runs the jobs: when it dies, waiting stops at once.
-        """
-
-        def all_ran() -> bool:
-            if runner is not None and not runner.is_running():
-                raise RunnerStopped(f"{system}: {runner.name} stopped before running {total} jobs. {runner.describe()}")
-            return self.count() >= total
-
-        what = f"{system} to run {total} jobs"
-        try:
-            wait_until(all_ran, timeout=timeout, what=what, seen=runner.describe if runner else None)
-        except WaitTimeout:
-            # Loud and precise: which jobs never ran (or ran twice), not just "timed out".
-            check_every_job_ran_once(system, (run.index for run in self.runs()), total)
-            raise
+    def check_every_job_ran_once(self, system: str, sent: int) -> None:
+        """Raise JobsNotRunExactlyOnce unless jobs 0..sent-1 are each recorded exactly once."""
+        check_every_job_ran_once(system, (run.index for run in self.runs()), sent)

@@ -38,13 +38,14 @@ from bench.commandstats import (
     reset_commandstats,
     wait_for_quiet,
 )
-from bench.ledger import Ledger, Run, check_every_job_ran_once
+from bench.ledger import Ledger, Run
 from bench.load import ping_latencies
 from bench.memory import PeakMemory
 from bench.plan import Plan
 from bench.stats import percentile, rate
 from bench.systems.catalog import Producer, System
 from tutorial.processes import ManagedProcess
+from tutorial.waiting import WaitTimeout, wait_until
 
 BOOT_TIMEOUT_S = 60.0
 MEGABYTE = 2**20
@@ -69,6 +70,29 @@ class TrialResult:
     figures: dict[str, float | None] = field(default_factory=dict)
     commands: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> command -> per job
     counts: dict[str, int] = field(default_factory=dict)  # jobs and requests behind the figures
+
+
+class WorkerStopped(RuntimeError):
+    """The process that runs the jobs (a worker, or the API for BackgroundTasks) ended too early."""
+
+
+def wait_for_runs(ledger: Ledger, system: str, total: int, timeout: float, worker: ManagedProcess) -> None:
+    """Wait until ``total`` runs are recorded; if they never come, say which jobs are missing.
+
+    ``worker`` is the process that runs the jobs: when it dies, waiting stops at once.
+    """
+
+    def all_ran() -> bool:
+        if not worker.is_running():
+            raise WorkerStopped(f"{system}: {worker.name} stopped before running {total} jobs. {worker.describe()}")
+        return ledger.count() >= total
+
+    try:
+        wait_until(all_ran, timeout=timeout, what=f"{system} to run {total} jobs", seen=worker.describe)
+    except WaitTimeout:
+        # Loud and precise: which jobs never ran (or ran twice), not just "timed out".
+        ledger.check_every_job_ran_once(system, total)
+        raise
 
 
 def drain_timeout(jobs: int) -> float:
@@ -149,7 +173,7 @@ def measure_api_impact(
     *,
     start_backlog: Callable[[], None],
     total_runs: int,
-    runner: ManagedProcess,
+    worker: ManagedProcess,
 ) -> tuple[dict[str, float | None], dict[str, int]]:
     """The p99 of GET /ping while the backlog drains, divided by its p99 when idle.
 
@@ -176,7 +200,7 @@ def measure_api_impact(
         max_seconds=plan.api_window_s * 10,
         keep_going=lambda: bench.ledger.count() < total_runs,
     )
-    bench.ledger.wait_for_runs(system.label, total_runs, drain_timeout(total_runs), runner)
+    wait_for_runs(bench.ledger, system.label, total_runs, drain_timeout(total_runs), worker)
     idle += idle_window()
     idle_p99 = percentile(idle, 99)
     busy_p99 = percentile(busy, 99) if busy else None
@@ -204,7 +228,7 @@ def run_queue_trial(bench: Bench, system: System) -> TrialResult:
         started_at = time.time()
         running.enter_context(worker)
         memory = running.enter_context(PeakMemory(worker.pid))
-        ledger.wait_for_runs(system.label, 1, BOOT_TIMEOUT_S, worker)
+        wait_for_runs(ledger, system.label, 1, BOOT_TIMEOUT_S, worker)
         result.figures["boot_s"] = ledger.runs()[0].ran_at - started_at
 
         # 2. Enqueue N jobs to the frozen worker, then time its drain.
@@ -216,7 +240,7 @@ def run_queue_trial(bench: Bench, system: System) -> TrialResult:
             enqueue_seconds, call_seconds = enqueue_timed(producer, first, jobs)
             after_enqueue = read_commandstats(bench.admin)
         own_before = ledger.own_commands.copy()
-        ledger.wait_for_runs(system.label, first + jobs, drain_timeout(jobs), worker)
+        wait_for_runs(ledger, system.label, first + jobs, drain_timeout(jobs), worker)
         wait_for_quiet(bench.admin)  # the last job's bookkeeping after its record
         after_drain = read_commandstats(bench.admin)
         # Not the system's: the benchmark's polls, and the one RPUSH each no-op task records itself with.
@@ -240,7 +264,7 @@ def run_queue_trial(bench: Bench, system: System) -> TrialResult:
         first += jobs
         spaced = plan.latency_jobs
         send_at_fixed_spacing(lambda index: producer.enqueue(index, time.time()), first, spaced, plan.latency_spacing_s)
-        ledger.wait_for_runs(system.label, first + spaced, drain_timeout(spaced), worker)
+        wait_for_runs(ledger, system.label, first + spaced, drain_timeout(spaced), worker)
         result.figures |= latency_figures(runs_between(ledger.runs(), first, spaced))
 
         # 4. API impact: a backlog enqueued to the frozen worker, drained while the API is watched.
@@ -253,7 +277,7 @@ def run_queue_trial(bench: Bench, system: System) -> TrialResult:
                     producer.enqueue(index, time.time())
 
         api_figures, api_counts = measure_api_impact(
-            bench, system, start_backlog=start_backlog, total_runs=first + backlog, runner=worker
+            bench, system, start_backlog=start_backlog, total_runs=first + backlog, worker=worker
         )
         result.figures |= api_figures
         total = first + backlog
@@ -279,7 +303,7 @@ def run_background_tasks_trial(bench: Bench, system: System) -> TrialResult:
         before = read_commandstats(bench.admin)
         own_before = ledger.own_commands.copy()
         schedule(first, jobs)
-        ledger.wait_for_runs(system.label, jobs, drain_timeout(jobs), api_process)
+        wait_for_runs(ledger, system.label, jobs, drain_timeout(jobs), api_process)
         wait_for_quiet(bench.admin)
         after_drain = read_commandstats(bench.admin)
         not_counted = ledger.own_commands - own_before + Counter({"rpush": jobs})
@@ -292,7 +316,7 @@ def run_background_tasks_trial(bench: Bench, system: System) -> TrialResult:
         first += jobs
         spaced = plan.latency_jobs
         send_at_fixed_spacing(lambda index: schedule(index, 1), first, spaced, plan.latency_spacing_s)
-        ledger.wait_for_runs(system.label, first + spaced, drain_timeout(spaced), api_process)
+        wait_for_runs(ledger, system.label, first + spaced, drain_timeout(spaced), api_process)
         result.figures |= latency_figures(runs_between(ledger.runs(), first, spaced))
 
         # 4. API impact: the backlog runs inside the very process that answers /ping.
@@ -303,7 +327,7 @@ def run_background_tasks_trial(bench: Bench, system: System) -> TrialResult:
             system,
             start_backlog=lambda: schedule(first, backlog),
             total_runs=first + backlog,
-            runner=api_process,
+            worker=api_process,
         )
         result.figures |= api_figures
         total = first + backlog
@@ -322,6 +346,6 @@ def finish_trial(
 ) -> TrialResult:
     """Add the peak memory and the job counts, after checking that each of ``total`` jobs ran exactly once."""
     result.figures["peak_rss_mb"] = memory.peak_bytes / MEGABYTE
-    check_every_job_ran_once(system.label, (run.index for run in ledger.runs()), total)
+    ledger.check_every_job_ran_once(system.label, total)
     result.counts = {**counts, "jobs_checked": total}
     return result

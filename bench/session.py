@@ -7,18 +7,16 @@ each process is entered into one ExitStack.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import redis
+from kombu.utils.url import maybe_sanitize_url
 
 from bench.figures import FIGURES
 from bench.ledger import Ledger
@@ -26,9 +24,9 @@ from bench.machine import describe_machine
 from bench.plan import Plan
 from bench.runner import Bench, TrialResult, run_trial
 from bench.stats import ratio, summarize
-from bench.systems.catalog import RAW_REDIS, System
-from bench.systems.noop import REDIS_URL_ENV
-from tutorial.processes import ManagedProcess, free_port, python_command
+from bench.systems.catalog import RAW_REDIS, System, redis_url_environment
+from tutorial.environment import changed_environment
+from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisUnavailable, ping, start_redis_server
 
 API_START_TIMEOUT_S = 30.0
@@ -41,90 +39,63 @@ FAIRNESS = (
 )
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, fit for a results file."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @contextmanager
 def benchmark_redis(redis_url: str | None, say: Callable[[str], None]) -> Iterator[tuple[str, str]]:
     """The Redis to measure on, and how it was found: a private server unless a URL is given."""
     if redis_url:
+        shown = maybe_sanitize_url(redis_url)
         if not ping(redis_url):
-            raise RedisUnavailable(f"Redis is not reachable at {redacted(redis_url)} (from --redis-url)")
+            raise RedisUnavailable(f"Redis is not reachable at {shown} (from --redis-url)")
         say(
-            f"WARNING: using {redacted(redis_url)} as asked: the benchmark runs FLUSHDB on its "
+            f"WARNING: using {shown} as asked: the benchmark runs FLUSHDB on its "
             "database and CONFIG RESETSTAT on the server, over and over."
         )
-        yield redis_url, f"given: {redacted(redis_url)}"
+        yield redis_url, f"given: {shown}"
         return
     with start_redis_server() as service:
         yield service.url, f"private, {service.source}"
 
 
-@contextmanager
-def environment_variable(name: str, value: str) -> Iterator[None]:
-    """Set an environment variable of this process for a while."""
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
-def start_api(redis_url: str, env: dict[str, str], log_dir: Path) -> tuple[ManagedProcess, str]:
+def bench_api(env: dict[str, str], log_dir: Path) -> UvicornServer:
     """The bench API under uvicorn, without access log (its writes would be in every p99)."""
-    port = free_port()
-    args = python_command(
-        "-m", "uvicorn", "bench.api_app:app",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", "warning",
-    )  # fmt: skip
-    process = ManagedProcess("api", args, env=env, log_dir=log_dir).start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        process.wait_for_http(f"{base_url}/ping", timeout=API_START_TIMEOUT_S)
-    except BaseException:
-        process.stop()
-        raise
-    return process, base_url
+    return UvicornServer(
+        "bench.api_app:app",
+        env=env,
+        log_dir=log_dir,
+        ready_path="/ping",
+        timeout=API_START_TIMEOUT_S,
+        extra_args=("--no-access-log", "--log-level", "warning"),
+    )
 
 
 def run_benchmark(
     plan: Plan,
     systems: Sequence[System],
     *,
+    log_dir: Path,
     redis_url: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every trial of every system and return the results, ready to be written as JSON."""
+    """Run every trial of every system and return the results, ready to be written as JSON.
+
+    Every process writes its log in ``log_dir``; the caller keeps or removes it.
+    """
     started = time.monotonic()
     started_at = datetime.now().astimezone()
     trials: dict[str, list[TrialResult]] = {system.name: [] for system in systems}
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     with ExitStack() as stack:
         url, redis_source = stack.enter_context(benchmark_redis(redis_url, say))
-        # The worker modules read the URL at import, in the workers and here (to enqueue).
-        stack.enter_context(environment_variable(REDIS_URL_ENV, url))
+        stack.enter_context(changed_environment(redis_url_environment(url)))
         admin = redis.Redis.from_url(url)
         stack.callback(admin.close)
         admin.flushdb()
-        worker_env = {**os.environ, REDIS_URL_ENV: url, "PYTHONUNBUFFERED": "1"}
-        api_process, api_url = start_api(url, worker_env, log_dir)
-        stack.callback(api_process.stop)
-        api = stack.enter_context(httpx.Client(base_url=api_url, timeout=10, trust_env=False))
+        worker_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        api_process = stack.enter_context(bench_api(worker_env, log_dir))
+        api = stack.enter_context(httpx.Client(base_url=api_process.base_url, timeout=10, trust_env=False))
         machine = describe_machine(admin)
         say(
             f"{plan.mode} run: {len(systems)} systems x {plan.trials} trials on {machine['cpu_model']}, "
-            f"{machine['nproc']} CPUs; Redis {machine['redis_server']} ({redis_source}); worker logs in {log_dir}"
+            f"{machine['nproc']} CPUs; Redis {machine['redis_server']} ({redis_source})"
         )
         bench = Bench(plan, url, admin, Ledger(admin), api, api_process, worker_env, log_dir)
         for trial in range(1, plan.trials + 1):
@@ -134,7 +105,6 @@ def run_benchmark(
                 trials[system.name].append(result)
                 took = time.monotonic() - trial_started
                 say(f"  trial {trial}/{plan.trials}  {system.label:<34} {one_line(result)}  ({took:.1f} s)")
-    shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
     return summarize_run(
         plan,
         systems,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tutorial.environment import changed_environment
 from tutorial.mail import SmtpSink
 from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
@@ -22,14 +23,8 @@ def private_redis() -> Iterator[RedisService]:
     REDIS_URL points at it for the whole session, so code that falls back to
     localhost:6379 cannot reach a learner's data by accident.
     """
-    with start_redis_server() as service:
-        previous = os.environ.get("REDIS_URL")
-        os.environ["REDIS_URL"] = service.url
+    with start_redis_server() as service, changed_environment({"REDIS_URL": service.url}):
         yield service
-        if previous is None:
-            os.environ.pop("REDIS_URL", None)
-        else:
-            os.environ["REDIS_URL"] = previous
 
 
 @pytest.fixture

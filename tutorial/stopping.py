@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from types import FrameType
+
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def stop_cleanly_on_signals() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+def stop_cleanly_on_signals() -> Callable[[], None]:
+    """From now on SIGTERM and SIGHUP unwind like Ctrl-C; returns a function that undoes it."""
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOPPING_SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

@@ -10,10 +10,22 @@ import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from bench.systems.noop import REDIS_URL_ENV
 from tutorial.processes import python_command
 
 RAW_REDIS = "raw-redis"
 BACKGROUND_TASKS = "background-tasks"
+# Read by Celery in place of the broker it is given, even one set in code: unset while the benchmark runs.
+URL_OVERRIDES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def redis_url_environment(redis_url: str) -> dict[str, str | None]:
+    """The changes to this process's environment that hand the benchmark's Redis to every system.
+
+    The worker modules read BENCH_REDIS_URL at import, here (to enqueue) and in the
+    workers and the API, which inherit this environment.
+    """
+    return {REDIS_URL_ENV: redis_url, **dict.fromkeys(URL_OVERRIDES)}
 
 
 class Producer(Protocol):

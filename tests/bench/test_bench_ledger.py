@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from bench.ledger import JobsNotRunExactlyOnce, Ledger, RunnerStopped, check_every_job_ran_once, parse_run
+from bench.ledger import JobsNotRunExactlyOnce, Ledger, check_every_job_ran_once, parse_run
+from bench.runner import WorkerStopped, wait_for_runs
 from bench.systems.noop import LEDGER_KEY, ledger_client, record_run
 from tutorial.processes import ManagedProcess, python_command, wait_for_exit
 from tutorial.redis_server import start_redis_server
@@ -77,18 +78,29 @@ def test_a_task_record_reads_back_as_a_run(ledger, ledger_redis):
     assert run.ran_at > run.enqueued_at
 
 
-def test_waiting_for_runs_that_never_come_names_the_lost_job(ledger, ledger_redis):
+def test_the_ledger_finds_a_lost_job_among_the_recorded_runs(ledger, ledger_redis):
     for index in (0, 2):
         record_run(ledger_redis, index, 1.0)
     with pytest.raises(JobsNotRunExactlyOnce, match=r"lost \(never ran\): 1"):
-        ledger.wait_for_runs("system", 3, timeout=0.2)
+        ledger.check_every_job_ran_once("system", 3)
+
+
+def test_waiting_for_runs_that_never_come_names_the_lost_job(ledger, ledger_redis, tmp_path):
+    for index in (0, 2):
+        record_run(ledger_redis, index, 1.0)
+    idle = python_command("-c", "import time; time.sleep(60)")
+    with (
+        ManagedProcess("idle-worker", idle, log_dir=tmp_path) as worker,
+        pytest.raises(JobsNotRunExactlyOnce, match=r"lost \(never ran\): 1"),
+    ):
+        wait_for_runs(ledger, "system", 3, timeout=0.2, worker=worker)
 
 
 def test_waiting_stops_at_once_when_the_worker_has_died(ledger, tmp_path):
     worker = ManagedProcess("worker", python_command("-c", "print('boom')"), log_dir=tmp_path).start()
     wait_for_exit(worker, timeout=10)
-    with pytest.raises(RunnerStopped, match="boom"):
-        ledger.wait_for_runs("system", 1, timeout=30, runner=worker)
+    with pytest.raises(WorkerStopped, match="boom"):
+        wait_for_runs(ledger, "system", 1, timeout=30, worker=worker)
 
 
 def test_the_benchmark_counts_its_own_commands_to_subtract_them(ledger):
