@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from tutorial.processes import REPO_ROOT, port_is_open
-from tutorial.redis_server import DEFAULT_REDIS_URL, NO_BINARY_HELP, ping, redis_server_version
+from tutorial.redis_server import DEFAULT_REDIS_URL, NO_BINARY_HELP, ping, redacted, redis_server_version
 
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 LOCK = REPO_ROOT / "requirements.lock"
@@ -95,9 +95,9 @@ def check_redis(report: Report) -> None:
     url = os.environ.get("REDIS_URL")
     if url:
         if ping(url):
-            report.ok(f"Redis answers at {url} (REDIS_URL)")
+            report.ok(f"Redis answers at {redacted(url)} (REDIS_URL)")
         else:
-            report.problem(f"REDIS_URL={url} does not answer", "start that Redis, or `unset REDIS_URL`")
+            report.problem(f"REDIS_URL={redacted(url)} does not answer", "start that Redis, or `unset REDIS_URL`")
         return
     if ping(DEFAULT_REDIS_URL):
         report.ok(f"Redis answers at {DEFAULT_REDIS_URL}")

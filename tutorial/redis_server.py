@@ -253,7 +253,7 @@ def resolve_redis(
         if ping(url):
             return RedisService(url=url, source="REDIS_URL")
         raise RedisUnavailable(
-            f"Redis is not reachable at {url} (from REDIS_URL): start it, "
+            f"Redis is not reachable at {redacted(url)} (from REDIS_URL): start it, "
             "or unset REDIS_URL to let the tutorial start one for you."
         )
     if ping(default_url):

@@ -1,25 +1,48 @@
 """`make services`: the local services a stage needs, in the foreground, until Ctrl-C.
 
-The ports are the stages' defaults, so a stage started by hand finds them with
-nothing to set: Redis on 6379 (the one already there, else one started on 6379),
-the mail catcher on 8025, the webhook receiver on 8090.
+By default the ports are the stages' defaults, so a stage started by hand finds them
+with nothing to set: Redis on 6379 (the one already there, else one started on 6379),
+the mail catcher on 8025, the webhook receiver on 8090. With other ports (or a
+REDIS_URL of its own), it prints the variables a stage needs to find them.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from urllib.parse import urlsplit
 
 from tutorial.mail import SmtpSink
 from tutorial.processes import port_is_open
-from tutorial.redis_server import RedisUnavailable, resolve_redis
+from tutorial.redis_server import DEFAULT_PORT, RedisUnavailable, database_of, redacted, resolve_redis
 from tutorial.stopping import stop_cleanly_on_signals
 from tutorial.tour import print_error
 from tutorial.webhooks import WebhookReceiver
 
-REDIS_PORT = 6379
+REDIS_PORT = DEFAULT_PORT
 SMTP_PORT = 8025
 WEBHOOK_PORT = 8090
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def settings_for_the_stages(redis_url: str, smtp_port: int, webhook_port: int) -> list[str]:
+    """``NAME=value`` for each service a stage would not find at its default (see the stages' config.py)."""
+    settings = []
+    redis = urlsplit(redis_url)
+    redis_is_default = (
+        redis.scheme == "redis"
+        and redis.hostname in LOCAL_HOSTS
+        and (redis.port or DEFAULT_PORT) == DEFAULT_PORT
+        and database_of(redis_url) == 0
+        and redis.password is None
+    )
+    if not redis_is_default:
+        settings.append(f"REDIS_URL={redacted(redis_url)}")
+    if smtp_port != SMTP_PORT:
+        settings.append(f"SMTP_PORT={smtp_port}")
+    if webhook_port != WEBHOOK_PORT:
+        settings.append(f"WEBHOOK_URL=http://127.0.0.1:{webhook_port}/webhook")
+    return settings
 
 
 def run_services(redis_port: int = REDIS_PORT, smtp_port: int = SMTP_PORT, webhook_port: int = WEBHOOK_PORT) -> int:
@@ -37,10 +60,16 @@ def run_services(redis_port: int = REDIS_PORT, smtp_port: int = SMTP_PORT, webho
             redis = stack.enter_context(resolve_redis(default_url=redis_url, start_port=redis_port))
             smtp = stack.enter_context(SmtpSink(port=smtp_port))
             webhooks = stack.enter_context(WebhookReceiver(port=webhook_port))
-            print(f"Redis             {redis.url}  ({redis.source})")
-            print(f"Mail catcher      smtp://127.0.0.1:{smtp.port}   (SMTP_HOST=localhost SMTP_PORT={smtp.port})")
-            print(f"Webhook receiver  {webhooks.url}   (WEBHOOK_URL={webhooks.url})")
-            print("These are the stages' defaults: nothing to set. What arrives is printed below. Ctrl-C stops all.")
+            print(f"Redis             {redacted(redis.url)}  ({redis.source})")
+            print(f"Mail catcher      smtp://127.0.0.1:{smtp.port}")
+            print(f"Webhook receiver  {webhooks.url}")
+            settings = settings_for_the_stages(redis.url, smtp.port, webhooks.port)
+            if settings:
+                print("Not all of these are the stages' defaults: in the terminal where you start a stage, first run")
+                print(f"  export {' '.join(settings)}")
+            else:
+                print("These are the stages' defaults: nothing to set.")
+            print("What arrives is printed below. Ctrl-C stops all.", flush=True)
             _print_arrivals(smtp, webhooks)
     except RedisUnavailable as error:
         print_error(str(error))

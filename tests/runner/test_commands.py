@@ -120,6 +120,12 @@ def test_make_services_starts_redis_where_none_answers_and_catches_mail_and_webh
     with services:
         services.wait_for_output("Ctrl-C stops all", timeout=30)
         assert f"Redis             redis://127.0.0.1:{redis_port}/0  (started:" in services.output()
+        # Not the stages' defaults: it says what to set, rather than "nothing to set".
+        assert (
+            f"  export REDIS_URL=redis://127.0.0.1:{redis_port}/0 SMTP_PORT={smtp_port} "
+            f"WEBHOOK_URL=http://127.0.0.1:{webhook_port}/webhook\n"
+        ) in services.output()
+        assert "nothing to set" not in services.output()
         assert ping(f"redis://127.0.0.1:{redis_port}/0")
 
         message = EmailMessage()
@@ -148,11 +154,12 @@ def test_make_services_uses_the_redis_that_already_answers(tmp_path: Path, priva
     assert ping(private_redis.url)  # it was not ours to stop
 
 
-def test_the_doctor_names_an_unreachable_redis_url_and_how_to_fix_it(tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"
-    env = {**os.environ, "REDIS_URL": url}
+def test_the_doctor_names_an_unreachable_redis_url_and_how_to_fix_it_without_its_password(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": f"redis://:s3cret@127.0.0.1:{port}/0"}
     doctor = ManagedProcess("doctor", python_command("-m", "tutorial", "doctor"), env=env, log_dir=tmp_path)
     with doctor:
         assert wait_for_exit(doctor, timeout=60) == 1
-    assert f"FIX   REDIS_URL={url} does not answer" in doctor.output()
+    assert f"FIX   REDIS_URL=redis://:**@127.0.0.1:{port}/0 does not answer" in doctor.output()
     assert "-> start that Redis, or `unset REDIS_URL`" in doctor.output()
+    assert "s3cret" not in doctor.output()

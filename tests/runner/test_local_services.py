@@ -14,6 +14,7 @@ import pytest
 
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess
+from tutorial.services import settings_for_the_stages
 from tutorial.waiting import WaitTimeout, wait_until
 from tutorial.webhooks import WebhookReceiver
 
@@ -78,3 +79,25 @@ def is_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "smtp_port", "webhook_port", "to_set"),
+    [
+        ("redis://localhost:6379/0", 8025, 8090, []),
+        ("redis://127.0.0.1:6379/0", 8025, 8090, []),
+        ("redis://127.0.0.1:6380/0", 8025, 8090, ["REDIS_URL=redis://127.0.0.1:6380/0"]),
+        ("redis://localhost:6379/3", 8025, 8090, ["REDIS_URL=redis://localhost:6379/3"]),
+        ("redis://:pw@localhost:6379/0", 8025, 8090, ["REDIS_URL=redis://:**@localhost:6379/0"]),
+        (
+            "redis://localhost:6379/0",
+            2525,
+            9000,
+            ["SMTP_PORT=2525", "WEBHOOK_URL=http://127.0.0.1:9000/webhook"],
+        ),
+    ],
+)
+def test_make_services_names_what_a_stage_must_set_to_find_services_off_their_defaults(
+    redis_url: str, smtp_port: int, webhook_port: int, to_set: list[str]
+) -> None:
+    assert settings_for_the_stages(redis_url, smtp_port, webhook_port) == to_set

@@ -17,10 +17,13 @@ from tutorial.redis_server import (
     RedisUnavailable,
     bundled_redis_server_binary,
     config_value,
+    database_of,
     find_redis_server_binary,
     ping,
+    redacted,
     resolve_redis,
     start_redis_server,
+    with_database,
 )
 
 
@@ -43,6 +46,33 @@ def test_a_set_redis_url_that_does_not_answer_fails_with_advice() -> None:
         f"Redis is not reachable at {url} (from REDIS_URL): start it, "
         "or unset REDIS_URL to let the tutorial start one for you."
     )
+
+
+def test_a_password_in_redis_url_is_masked_in_the_advice() -> None:
+    port = free_port()
+    with pytest.raises(RedisUnavailable) as error:
+        resolve_redis({"REDIS_URL": f"redis://learner:s3cret@127.0.0.1:{port}/0"})
+    assert f"Redis is not reachable at redis://learner:**@127.0.0.1:{port}/0 (from REDIS_URL)" in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@host:6380/2", "redis://:**@host:6380/2"),
+        ("rediss://user:p%40ss@host/0", "rediss://user:**@host/0"),
+    ],
+)
+def test_redacted_masks_only_the_password(url: str, shown: str) -> None:
+    assert redacted(url) == shown
+
+
+def test_with_database_changes_only_the_database() -> None:
+    assert with_database("redis://:pw@host:6380/0", 15) == "redis://:pw@host:6380/15"
+    assert with_database("redis://localhost", 3) == "redis://localhost/3"
+    assert database_of(with_database("redis://localhost:6379/0", 7)) == 7
+    assert database_of("redis://localhost") == 0
 
 
 def test_the_default_url_is_used_when_a_server_answers_there(private_redis: RedisService) -> None:
