@@ -39,6 +39,20 @@ def port_is_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _sigint_is_ignored() -> bool:
+    """True when this process ignores SIGINT, as a job started in the background (`make test &`) does.
+
+    An ignored signal stays ignored across exec, so every child would ignore Ctrl-C too;
+    a handler (Python's KeyboardInterrupt) is reset to the default by exec anyway.
+    """
+    return signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)
+
+
+def _default_sigint() -> None:
+    # Runs in the child between fork and exec: only when needed, since it costs the fast path.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ManagedProcess:
     """A child process with a name, a log file, and a stop() that always works."""
 
@@ -70,6 +84,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_default_sigint if _sigint_is_ignored() else None,
             )
         return self
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import smtplib
 import sys
 import threading
@@ -71,6 +74,31 @@ def test_stopping_a_process_also_stops_what_it_forked(tmp_path: Path) -> None:
     process.stop(grace=1)
     assert not process.is_running()
     wait_until(lambda: not is_alive(grandchild), timeout=10, what=f"grandchild {grandchild} to be gone")
+
+
+def test_a_process_started_by_a_parent_that_ignores_ctrl_c_still_stops_on_sigint(tmp_path: Path) -> None:
+    # `make test &`, nohup, some CI wrappers: a shell without job control starts a background
+    # job with SIGINT ignored, and an ignored signal stays ignored in every child it execs.
+    parent = (
+        "import signal, sys\n"
+        "from tutorial.processes import ManagedProcess, python_command\n"
+        "print('parent SIGINT:', signal.getsignal(signal.SIGINT).name, flush=True)\n"
+        "sleeper = python_command('-c', 'import time; time.sleep(600)')\n"
+        "child = ManagedProcess('sleeper', sleeper, log_dir=sys.argv[1]).start()\n"
+        "print('child', child.pid, flush=True)\n"
+        "print('child exited with', child.popen.wait(timeout=30), flush=True)\n"
+    )
+    in_background = ["sh", "-c", '"$0" -c "$1" "$2" & wait', sys.executable, parent, str(tmp_path / "child")]
+    with ManagedProcess("background-parent", in_background, log_dir=tmp_path) as shell:
+        shell.wait_for_output("child ")
+        assert "parent SIGINT: SIG_IGN" in shell.output(), shell.describe()
+        child = int(shell.output().split("child ")[1].split()[0])
+        try:
+            os.kill(child, signal.SIGINT)
+            shell.wait_for_output(f"child exited with {-signal.SIGINT}", timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child, signal.SIGKILL)  # its own session: the shell's stop does not reach it
 
 
 def is_alive(pid: int) -> bool:
