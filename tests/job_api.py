@@ -1,4 +1,4 @@
-"""Small steps of the job API contract, shared by the stage-2 tests."""
+"""Small steps of the job API contract, shared by the tests of every stage that has it (2 and on)."""
 
 from __future__ import annotations
 

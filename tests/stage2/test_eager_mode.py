@@ -16,7 +16,7 @@ from celery import Celery
 from celery.result import AsyncResult
 from kombu.exceptions import EncodeError
 
-from tests.stage2.conftest import Queues, Stage2
+from tests.celery_stage import CeleryStage, Queues
 from tutorial.waiting import wait_until
 
 
@@ -30,7 +30,7 @@ def eager_mode(celery_app: Celery) -> Iterator[None]:
         celery_app.conf.task_always_eager = False
 
 
-def test_eager_mode_ignores_a_countdown_that_a_real_worker_waits_for(stage: Stage2, queues: Queues) -> None:
+def test_eager_mode_ignores_a_countdown_that_a_real_worker_waits_for(stage: CeleryStage, queues: Queues) -> None:
     one_hour = 3600
     with eager_mode(stage.celery_app):
         assert stage.tasks.add.apply_async((2, 3), countdown=one_hour).get() == 5, "it ran at once"
@@ -51,7 +51,7 @@ def test_eager_mode_ignores_a_countdown_that_a_real_worker_waits_for(stage: Stag
     assert stage.celery_app.control.purge() == 1
 
 
-def test_eager_mode_runs_the_job_but_leaves_no_state_for_the_status_endpoint(stage: Stage2) -> None:
+def test_eager_mode_runs_the_job_but_leaves_no_state_for_the_status_endpoint(stage: CeleryStage) -> None:
     with eager_mode(stage.celery_app):
         eager_job = stage.tasks.add.delay(2, 3)
     assert eager_job.get() == 5
@@ -64,7 +64,7 @@ def test_eager_mode_runs_the_job_but_leaves_no_state_for_the_status_endpoint(sta
     assert AsyncResult(real_job.id, app=stage.celery_app).state == "SUCCESS"
 
 
-def test_a_non_json_argument_is_refused_before_anything_is_published(stage: Stage2, queues: Queues) -> None:
+def test_a_non_json_argument_is_refused_before_anything_is_published(stage: CeleryStage, queues: Queues) -> None:
     # Celery 5.7 sends eager arguments through the serializer too, so eager mode no
     # longer hides this one (older versions did, and the seed's advice dates from then).
     not_json = "Object of type Fraction is not JSON serializable"

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from celery.result import AsyncResult
 
-from tests.stage2.conftest import Queues, Stage2
-from tests.stage2.job_api import enqueue, job_status, wait_for_answer, wait_for_status
+from tests.celery_stage import CeleryStage, Queues
+from tests.job_api import enqueue, job_status, wait_for_answer, wait_for_status
 from tutorial.mail import SmtpSink
 from tutorial.processes import free_port
 
 
 def test_a_job_waits_as_queued_until_a_worker_runs_it_then_succeeds_with_its_result(
-    stage: Stage2, client: httpx.Client, queues: Queues
+    stage: CeleryStage, client: httpx.Client, queues: Queues
 ) -> None:
     status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
 
@@ -39,7 +39,7 @@ def test_a_job_waits_as_queued_until_a_worker_runs_it_then_succeeds_with_its_res
 
 
 def test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives(
-    stage: Stage2, client: httpx.Client, mail_server: SmtpSink
+    stage: CeleryStage, client: httpx.Client, mail_server: SmtpSink
 ) -> None:
     mail_server.hold()  # the worker's SMTP conversation will wait for the test
     status_url = enqueue(client, "/users/7/welcome")
@@ -60,7 +60,7 @@ def test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives(
 
 
 def test_the_report_shows_its_progress_while_it_runs(
-    stage: Stage2, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    stage: CeleryStage, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each row waits for the test's go, so every progress state can be seen, however busy the machine.
     rows_done: queue.Queue[float] = queue.Queue()
@@ -97,7 +97,7 @@ def test_the_report_shows_its_progress_while_it_runs(
 
 
 def test_a_job_accepted_before_the_api_restarts_still_runs(
-    stage: Stage2, start_api, stage2_env: dict[str, str], mail_server: SmtpSink
+    stage: CeleryStage, start_api, stage2_env: dict[str, str], mail_server: SmtpSink
 ) -> None:
     # The contrast with stage 1, where a crash of the server loses the e-mail: here the job waits in Redis.
     api = start_api("stage2_celery.main:app", **stage2_env)
@@ -116,7 +116,9 @@ def test_a_job_accepted_before_the_api_restarts_still_runs(
     assert mail.rcpt_tos == ["user9@example.com"]
 
 
-def test_an_id_that_was_never_issued_is_404_although_celery_says_pending(stage: Stage2, client: httpx.Client) -> None:
+def test_an_id_that_was_never_issued_is_404_although_celery_says_pending(
+    stage: CeleryStage, client: httpx.Client
+) -> None:
     never_issued = str(uuid.uuid4())
     # The seed's trap: Celery cannot tell an unknown id from a queued job.
     assert AsyncResult(never_issued, app=stage.celery_app).state == "PENDING"
@@ -135,7 +137,7 @@ def test_a_job_id_that_is_not_a_uuid_is_422_naming_the_field(client: httpx.Clien
 
 
 def test_a_failing_job_is_reported_as_failed_with_its_error_not_as_a_500(
-    stage: Stage2, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    stage: CeleryStage, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No mail server listens on this port, so sending the welcome e-mail fails.
     monkeypatch.setattr(stage.settings, "smtp_host", "127.0.0.1")

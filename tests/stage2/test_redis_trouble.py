@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.conftest import RunningApi
-from tests.stage2.job_api import enqueue, wait_for_status
+from tests.job_api import enqueue, wait_for_status
 from tutorial.processes import ManagedProcess, free_port, python_command
 from tutorial.redis_server import RedisService, find_redis_server_binary, start_redis_server
 from tutorial.waiting import wait_until

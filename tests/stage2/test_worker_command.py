@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stage2.job_api import enqueue, wait_for_status
+from tests.job_api import enqueue, wait_for_status
 from tutorial.processes import ManagedProcess
 
 # As in the README, plus --pool=solo (the README's advice on Windows; here: one process, quick to stop).

@@ -1,0 +1,80 @@
+"""What the tests of every Celery stage share: the stage imported with the tests' settings,
+in-process workers, and the stage's Redis database, checked empty after each test.
+
+A stage reads its settings once, when it is imported, like any app. So the test
+process imports it only through `import_stage`, inside a fixture: by then the
+session's `private_redis` has started the suite's own Redis and the stage is pointed
+at it, never at a learner's localhost:6379.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery.worker import WorkController
+
+QUEUE = "celery"  # Celery's default queue: a Redis list of that name
+RESULT_KEYS = "celery-task-meta-*"  # one per job: its state, its result, and the API's mark of it
+
+
+@dataclass
+class CeleryStage:
+    """A stage imported in this process, for in-process workers and direct task calls."""
+
+    celery_app: Celery
+    tasks: ModuleType
+    settings: Any
+
+    def worker(self, **options: Any) -> AbstractContextManager[WorkController]:
+        """A real worker in a thread of this process, with the solo pool, as in Celery's own tests."""
+        return start_worker(self.celery_app, pool="solo", perform_ping_check=False, **options)
+
+
+def import_stage(package: str, env: Mapping[str, str]) -> CeleryStage:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        stage = importlib.import_module(package)
+        config = importlib.import_module(f"{package}.config")
+        tasks = importlib.import_module(f"{package}.tasks")
+    assert config.settings.redis_url == env["REDIS_URL"], (
+        f"{package} was imported before this fixture, with another REDIS_URL: import it only inside fixtures and tests"
+    )
+    return CeleryStage(celery_app=stage.celery_app, tasks=tasks, settings=config.settings)
+
+
+@dataclass
+class Queues:
+    """A stage's Redis database: where jobs wait, and where their states and results are kept."""
+
+    redis: redis.Redis
+
+    def waiting(self) -> int:
+        return self.redis.llen(QUEUE)
+
+    def unacknowledged(self) -> int:
+        """Jobs a worker has taken but not finished (the Redis transport keeps them in a hash)."""
+        return self.redis.hlen("unacked")
+
+    def job_keys(self) -> list[bytes]:
+        return sorted(self.redis.scan_iter(RESULT_KEYS))
+
+
+@contextmanager
+def checked_queues(url: str) -> Iterator[Queues]:
+    """The stage's database for one test: it must end with no job left behind; then it is flushed."""
+    with redis.Redis.from_url(url) as client:
+        queues = Queues(client)
+        yield queues
+        left = {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}
+        client.flushdb()
+        assert left == {"waiting": 0, "unacknowledged": 0}, "the test left jobs behind"
