@@ -4,6 +4,8 @@ The defaults match `make services`: its mail catcher listens on localhost:8025 a
 its webhook receiver on localhost:8090, so the stage runs by hand with nothing set.
 """
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings
 
 
@@ -15,7 +17,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10.0
     webhook_url: str = "http://localhost:8090/webhook"
     webhook_timeout_seconds: float = 5.0
-    audit_log_path: str = "audit.log"
+    # Beside this file, not relative to the working directory: the log is in the same
+    # place wherever the server was started from, and easy to find next to the code.
+    audit_log_path: Path = Path(__file__).resolve().parent / "audit.log"
 
 
 settings = Settings()

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import BackgroundTasks, FastAPI, Path, status
 from pydantic import BaseModel, Field
 
+# Part of the stage1_background_tasks package; in a flat project: from tasks import (...)
 from .tasks import (
     deliver_event,
     deliver_event_blocking_the_loop,

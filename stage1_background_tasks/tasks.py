@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+# Part of the stage1_background_tasks package; in a flat project: from config import settings
 from .config import settings
 
 
