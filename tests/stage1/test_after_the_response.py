@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 
 from tests.conftest import RunningApi
+from tests.stage1.conftest import read_audit
 from tutorial.mail import SmtpSink
 from tutorial.waiting import wait_until
 from tutorial.webhooks import WebhookReceiver
-
-
-def read_audit(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_the_response_arrives_before_the_email_and_the_webhook(
