@@ -83,7 +83,7 @@ def test_a_process_started_by_a_parent_that_ignores_ctrl_c_still_stops_on_sigint
         "import signal, sys\n"
         "from tutorial.processes import ManagedProcess, python_command\n"
         "print('parent SIGINT:', signal.getsignal(signal.SIGINT).name, flush=True)\n"
-        "sleeper = python_command('-c', 'import time; time.sleep(600)')\n"
+        "sleeper = python_command('-c', 'import time; print(\"sleeping\", flush=True); time.sleep(600)')\n"
         "child = ManagedProcess('sleeper', sleeper, log_dir=sys.argv[1]).start()\n"
         "print('child', child.pid, flush=True)\n"
         "print('child exited with', child.popen.wait(timeout=30), flush=True)\n"
@@ -94,6 +94,9 @@ def test_a_process_started_by_a_parent_that_ignores_ctrl_c_still_stops_on_sigint
         assert "parent SIGINT: SIG_IGN" in shell.output(), shell.describe()
         child = int(shell.output().split("child ")[1].split()[0])
         try:
+            # Once it sleeps: an interrupt that lands while Python starts up ends it in other ways.
+            child_log = tmp_path / "child" / "sleeper.log"
+            wait_until(lambda: "sleeping" in child_log.read_text(), timeout=10, what="the child to sleep")
             os.kill(child, signal.SIGINT)
             shell.wait_for_output(f"child exited with {-signal.SIGINT}", timeout=10)
         finally:
