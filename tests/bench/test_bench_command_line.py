@@ -1,6 +1,8 @@
 """Choosing systems on the command line (raw Redis, the reference of every ratio, is always there),
 and the worker each one starts."""
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ import redis
 
 from bench.cli import parse_args
 from bench.ledger import Ledger
+from bench.report import result_stem
 from bench.runner import wait_for_runs
 from bench.systems.catalog import (
     RAW_REDIS,
@@ -20,7 +23,7 @@ from bench.systems.catalog import (
 )
 from bench.systems.noop import REDIS_URL_ENV
 from tutorial.environment import changed_environment
-from tutorial.processes import ManagedProcess, free_port
+from tutorial.processes import REPO_ROOT, ManagedProcess, free_port
 from tutorial.redis_server import RedisService, start_redis_server
 
 
@@ -39,6 +42,20 @@ def test_an_unknown_system_is_refused_with_the_known_ones_listed(capsys):
     error = capsys.readouterr().err
     assert "unknown system(s) sidekiq" in error
     assert "dramatiq-threads" in error
+
+
+REFERENCE_DIR = REPO_ROOT / "bench" / "reference"
+
+
+def test_a_new_run_is_written_apart_from_the_reference_run_the_readme_cites():
+    reference = REFERENCE_DIR / "2026-11-21-vm.json"
+    assert reference.is_file()
+    output_dir = parse_args([]).output_dir
+    # A run on the reference's day and host: its files go to bench/results/, outside git.
+    new_run = output_dir / f"{result_stem(json.loads(reference.read_text()))}.json"
+    assert new_run.resolve() != reference.resolve()
+    ignored = subprocess.run(["git", "check-ignore", "--quiet", str(new_run)], cwd=REPO_ROOT, timeout=30)
+    assert ignored.returncode == 0, f"{new_run} would be committed"
 
 
 QUEUE_SYSTEMS = [system for system in SYSTEMS if not system.runs_in_api_process]
