@@ -10,9 +10,11 @@ INSTALLED := $(VENV)/.installed
 .PHONY: help install demo test services doctor lint format bench lock clean
 
 help:
+	@echo "make install   set up .venv with the exact versions of requirements.lock (the others do it too)"
 	@echo "make demo      set up, then a narrated tour of every finished stage"
 	@echo "make test      set up, then the whole test suite"
 	@echo "make services  Redis, a mail catcher and a webhook receiver, for running a stage by hand"
+	@echo "               (other ports: make services ARGS=\"--smtp-port 2525 --webhook-port 9090\")"
 	@echo "make doctor    check this machine and say how to fix what is missing"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make bench     measure BackgroundTasks, Celery, RQ and Dramatiq on this machine"
@@ -33,7 +35,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 services: $(INSTALLED)
-	$(BIN)/python -m tutorial services
+	$(BIN)/python -m tutorial services $(ARGS)
 
 # The doctor runs on the plain interpreter: it must work when the install does not.
 doctor:

@@ -1,0 +1,41 @@
+"""Every command the READMEs show runs, in order, and prints what the README shows.
+
+How to mark up a README: the docstring of tests/docs/harness.py. Adding one: a line below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.docs.harness import exempt_commands, run_readme
+from tutorial.processes import REPO_ROOT
+
+READMES = [
+    "stage1_background_tasks/README.md",
+]
+
+
+@pytest.mark.timeout(180)  # one test runs a whole README: several servers and dozens of commands
+@pytest.mark.parametrize("readme", READMES)
+def test_every_command_of_the_readme_runs_and_prints_what_it_shows(
+    readme: str, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    report = run_readme(REPO_ROOT / readme, tmp_path)
+    record_property("readme_summary", report.summary())
+    if report.failure is not None:
+        pytest.fail(report.failure_message(), pytrace=False)
+
+
+EXEMPT = [
+    pytest.param(command.exempt, id=f"{readme} line {command.line}: {command.short()}")
+    for readme in READMES
+    for command in exempt_commands(REPO_ROOT / readme)
+]
+
+
+@pytest.mark.parametrize("reason", EXEMPT or [pytest.param("", marks=pytest.mark.skip("no exempt command"))])
+def test_exempt_readme_command(reason: str) -> None:
+    """Not a check: each exempt command shows in every run's summary (-ra) as a skip, with its reason."""
+    pytest.skip(f"exempt, not run: {reason}")
