@@ -246,7 +246,7 @@ class Command:
     exit_code: int = 0
 
     def short(self) -> str:
-        first = self.text.splitlines()[0]
+        first = " ".join(self.text.splitlines()[0].split())  # the aligning spaces before a comment
         return first if len(first) <= 90 else first[:87] + "..."
 
 
