@@ -26,6 +26,7 @@ import json
 import re
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -44,6 +45,8 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
     status: int = 200  # what the receiver answered (or will answer, while held)
+    # When it arrived (wall clock, UTC): a lower bound between two requests shows a wait was kept.
+    arrived_at: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
 
     def json(self) -> object:
         return json.loads(self.body)
