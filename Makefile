@@ -22,9 +22,12 @@ help:
 
 $(INSTALLED): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, this is " + sys.version.split()[0] + ": run make PYTHON=python3.12 (or another 3.11+)")'
+	@echo "Setting up .venv with the exact versions of requirements.lock ($$(grep -c '==' requirements.lock) packages)."
+	@echo "The first time, this downloads and installs for a minute or more; pip names each package as it goes."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock
 	@touch $(INSTALLED)
+	@echo ".venv is ready; the next make commands skip this step."
 
 install: $(INSTALLED)
 
