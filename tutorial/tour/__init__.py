@@ -7,6 +7,7 @@ tour ends: normally, on failure, and on Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -15,9 +16,19 @@ import textwrap
 from contextlib import ExitStack
 from pathlib import Path
 
+import redis
+
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess, UvicornServer, python_command
-from tutorial.redis_server import RedisService, resolve_redis
+from tutorial.redis_server import (
+    RedisService,
+    RedisUnavailable,
+    database_of,
+    redacted,
+    resolve_redis,
+    start_redis_server,
+    with_database,
+)
 from tutorial.webhooks import WebhookReceiver
 
 
@@ -49,11 +60,59 @@ class Tour:
     # Services --------------------------------------------------------------
     @property
     def redis(self) -> RedisService:
-        """The Redis of the tour, found or started on first use (see tutorial.redis_server)."""
+        """The Redis of the tour, found or started on first use (see tutorial.redis_server).
+
+        In a Redis the tour did not start, it uses a database that is empty when it
+        begins, and deletes every key there when it ends (after every process it
+        started has stopped), so a learner's own data is neither read nor changed.
+        """
         if self._redis is None:
-            self._redis = self.stack.enter_context(resolve_redis())
-            self.show("Redis", f"{self._redis.url} ({self._redis.source})")
+            found = self.stack.enter_context(resolve_redis())
+            self._redis = found if found.started_here else self._keep_apart_in(found)
+            self.show("Redis", f"{redacted(self._redis.url)} ({self._redis.source})")
+            if not self._redis.started_here:
+                database = database_of(self._redis.url)
+                self.say(
+                    f"This Redis was not started by the tour, so it may hold your data. The tour writes "
+                    f"only to database {database}, which is empty now: the job queues, job states and "
+                    f"results of the stages it runs. When the tour ends it deletes every key in database "
+                    f"{database}; no key in any other database is read or changed."
+                )
         return self._redis
+
+    def _keep_apart_in(self, found: RedisService) -> RedisService:
+        """The found Redis at an empty database (the one its URL names first), with its clean-up registered."""
+        try:
+            database = first_empty_database(found.url)
+        except redis.RedisError as error:
+            raise RedisUnavailable(f"The Redis at {redacted(found.url)} stopped answering: {error}") from None
+        if database is None:
+            if found.source == "REDIS_URL":
+                raise RedisUnavailable(
+                    f"Every database of the Redis at {redacted(found.url)} (REDIS_URL) holds keys, and the tour "
+                    "does not mix its jobs with your data: point REDIS_URL at an empty database "
+                    "(redis://host:6379/15), or unset it to let the tour start a Redis of its own."
+                )
+            self.say(f"The Redis at {redacted(found.url)} has no empty database: the tour starts one of its own.")
+            return self.stack.enter_context(start_redis_server())
+        kept_apart = dataclasses.replace(found, url=with_database(found.url, database))
+        self.stack.callback(self._delete_what_the_tour_wrote, kept_apart.url)
+        return kept_apart
+
+    def _delete_what_the_tour_wrote(self, url: str) -> None:
+        database = database_of(url)
+        try:
+            with redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5) as client:
+                keys = list(client.scan_iter(count=1000))
+                for start in range(0, len(keys), 1000):
+                    client.delete(*keys[start : start + 1000])
+        except redis.RedisError as error:
+            print_error(
+                f"Could not delete the tour's keys in database {database} of {redacted(url)}: {error}. "
+                f"They are all the tour's: `redis-cli -n {database} flushdb` deletes them."
+            )
+            return
+        self.show("Redis", f"deleted the {len(keys)} key(s) the tour wrote to database {database}")
 
     @property
     def audit_log(self) -> Path:
@@ -88,6 +147,29 @@ class Tour:
         if ready_text:
             process.wait_for_output(ready_text, timeout=30)
         return process
+
+
+def first_empty_database(url: str, timeout: float = 5) -> int | None:
+    """The database the URL names if it is empty, else the highest empty one; None if none is.
+
+    A learner's own data is most often in database 0, so the tour looks from the top.
+    """
+    named = database_of(url)
+    with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+        try:
+            count = int(client.config_get("databases").get("databases", 16))
+        except redis.ResponseError:  # CONFIG may be refused (a managed Redis): 16 is the default
+            count = 16
+    for database in dict.fromkeys([named, *range(count - 1, -1, -1)]):
+        with redis.Redis.from_url(
+            with_database(url, database), socket_timeout=timeout, socket_connect_timeout=timeout
+        ) as client:
+            try:
+                if client.dbsize() == 0:
+                    return database
+            except redis.ResponseError:  # a database this server does not have
+                continue
+    return None
 
 
 def print_error(text: str) -> None:
