@@ -49,10 +49,11 @@ Markers
 =======
 
 A marker is an HTML comment right before a code block (only blank lines or other
-markers between), one per comment; GitHub does not show it. `CMD` is any part of a
-command's text in that block, in backticks; the marker applies to every command of
-the block that contains it, and a marker that matches none fails the test. A comment
-may wrap over several lines.
+markers between), one per comment; GitHub does not show it. `CMD`, in backticks, is a
+command of that block or a part of one; a `# comment` after a command does not count.
+The marker applies to every command of the block that contains CMD, or, when CMD is a
+whole command, to that one only (`make bench` is not `make bench ARGS=--quick`). A
+marker that matches no command fails the test. A comment may wrap over several lines.
 
 `<!-- docs: exempt: REASON -->`
     Not one command of the block runs (Docker, Windows, a ten-minute run). The reason is
@@ -245,6 +246,19 @@ class Command:
     repeat: bool = False
     exit_code: int = 0
 
+    @property
+    def code(self) -> str:
+        """The command without a trailing `# comment` (a `#` inside quotes or a word is not one)."""
+        quote = None
+        for index, char in enumerate(self.text):
+            if quote is not None:
+                quote = None if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (index == 0 or self.text[index - 1].isspace()):
+                return self.text[:index].rstrip()
+        return self.text.rstrip()
+
     def short(self) -> str:
         first = " ".join(self.text.splitlines()[0].split())  # the aligning spaces before a comment
         return first if len(first) <= 90 else first[:87] + "..."
@@ -368,6 +382,12 @@ def _read_block(block: Block) -> Block:
     return block
 
 
+def matching(directive: Directive, commands: Sequence[Command]) -> list[Command]:
+    """The commands a marker applies to: the one that is CMD, else every one that contains it."""
+    exact = [command for command in commands if command.code == directive.command]
+    return exact or [command for command in commands if directive.command and directive.command in command.code]
+
+
 def _apply_directives(block: Block) -> None:
     for directive in block.directives:
         if directive.kind in ("stop", "vary"):
@@ -378,9 +398,7 @@ def _apply_directives(block: Block) -> None:
                 command.exempt = directive.reason
             directive.used = True
             continue
-        for command in block.commands:
-            if directive.command is None or directive.command not in command.text:
-                continue
+        for command in matching(directive, block.commands):
             directive.used = True
             if directive.kind == "exempt":
                 command.exempt = directive.reason
@@ -396,7 +414,7 @@ def _apply_directives(block: Block) -> None:
                 f"at line {block.line}"
             )
     for command in block.commands:
-        if command.text.rstrip().endswith("&") and command.background is None and command.exempt is None:
+        if command.code.endswith("&") and command.background is None and command.exempt is None:
             raise ReadmeError(
                 f"line {command.line}: `{command.short()}` runs in the background: say when it is ready with "
                 "<!-- docs: background `...`, ready when ... -->"
@@ -727,8 +745,8 @@ class ReadmeRun:
     def _start_background(self, command: Command, vary: Sequence[str]) -> None:
         directive = command.background
         assert directive is not None
-        if command.text.rstrip().endswith("&"):
-            command = Command(command.text.rstrip()[:-1].rstrip(), command.line, command.expected)
+        if command.code.endswith("&"):
+            command = Command(command.code[:-1].rstrip(), command.line, command.expected)
         process = self._process(command, "background")
         self.background.append((command, process))
         process.start()
@@ -745,7 +763,7 @@ class ReadmeRun:
 
     def _find_background(self, directive: Directive) -> ManagedProcess:
         for command, process in reversed(self.background):
-            if directive.command and directive.command in command.text:
+            if matching(directive, [command]):
                 return process
         raise ReadmeError(
             f"line {directive.line}: no command started in the background before it contains `{directive.command}`"

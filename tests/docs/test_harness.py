@@ -107,6 +107,23 @@ def write_and_parse(tmp_path: Path, text: str) -> None:
     parse_readme(write_readme(tmp_path, text))
 
 
+def test_a_marker_ignores_comments_and_a_whole_command_marks_only_itself(tmp_path: Path) -> None:
+    block = """
+        '''console
+        $ make bench                # the full run
+        $ make bench ARGS=--quick
+        $ echo hi                   # not make bench
+        '''
+        """
+
+    def exempt(marker: str) -> list[str]:
+        readme = write_readme(tmp_path, f"<!-- docs: exempt `{marker}`: long -->" + textwrap.dedent(block))
+        return [command.code for block in parse_readme(readme) for command in block.commands if command.exempt]
+
+    assert exempt("make bench") == ["make bench"]
+    assert exempt("bench") == ["make bench", "make bench ARGS=--quick"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

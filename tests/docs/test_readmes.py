@@ -13,6 +13,7 @@ from tests.docs.harness import exempt_commands, run_readme
 from tutorial.processes import REPO_ROOT
 
 READMES = [
+    "README.md",
     "stage1_background_tasks/README.md",
     "bench/README.md",
 ]
