@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 from tutorial import redis_server
+from tutorial import tour as tour_module
 from tutorial.processes import ManagedProcess, free_port, python_command, wait_for_exit
 from tutorial.redis_server import (
     DEFAULT_PORT,
@@ -27,7 +29,7 @@ from tutorial.redis_server import (
     start_redis_server,
     with_database,
 )
-from tutorial.tour import first_empty_database
+from tutorial.tour import Tour, first_empty_database
 from tutorial.waiting import wait_until
 
 
@@ -216,3 +218,27 @@ def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_que
             with redis.Redis.from_url(url) as client:
                 client.set("key", "value")
             assert config_value(url, "dir") == os.path.realpath(tmp_path)
+
+
+def test_the_tour_starts_a_redis_of_its_own_when_the_running_one_has_no_empty_database(
+    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(spare_redis.url, *range(16))
+    # The full server stands in for a learner's Redis found on localhost:6379.
+    monkeypatch.setattr(tour_module, "resolve_redis", lambda: RedisService(spare_redis.url, "already running"))
+    with ExitStack() as stack:
+        chosen = Tour(stack).redis
+        assert chosen.started_here
+        assert chosen.port != spare_redis.port
+    assert not ping(chosen.url)
+    told = " ".join(capsys.readouterr().out.split())  # wrapped narration
+    assert f"The Redis at {spare_redis.url} has no empty database: the tour starts one of its own." in told
+
+
+def test_the_tour_refuses_a_redis_url_whose_every_database_holds_keys(
+    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(spare_redis.url, *range(16))
+    monkeypatch.setenv("REDIS_URL", spare_redis.url)
+    with ExitStack() as stack, pytest.raises(RedisUnavailable, match="point REDIS_URL at an empty database"):
+        _ = Tour(stack).redis
