@@ -20,7 +20,7 @@ QUEUE_DB = 2
 
 
 @pytest.fixture(scope="session")
-def stage2_env(private_redis: RedisService) -> dict[str, str]:
+def stage_env(private_redis: RedisService) -> dict[str, str]:
     """The environment of every stage-2 process in the tests: quick tasks, the private Redis."""
     return {
         "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
@@ -30,9 +30,21 @@ def stage2_env(private_redis: RedisService) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stage(stage2_env: dict[str, str]) -> CeleryStage:
+def stage_package() -> str:
+    """The stage's package (tests shared with later stages ask for it by this name)."""
+    return "stage2_celery"
+
+
+@pytest.fixture(scope="session")
+def stage(stage_package: str, stage_env: dict[str, str]) -> CeleryStage:
     """The stage imported in this process, with the tests' environment (see tests/celery_stage.py)."""
-    return import_stage("stage2_celery", stage2_env)
+    return import_stage(stage_package, stage_env)
+
+
+@pytest.fixture(scope="session")
+def fields_of_a_finished_job() -> dict[str, object]:
+    """What this stage's job status adds, beyond stage 2's fields, once a job has run once."""
+    return {}
 
 
 @pytest.fixture
@@ -48,17 +60,17 @@ def mail_server(stage: CeleryStage, smtp_sink: SmtpSink, monkeypatch: pytest.Mon
 
 
 @pytest.fixture(autouse=True)
-def queues(stage2_env: dict[str, str]) -> Iterator[Queues]:
+def queues(stage_env: dict[str, str]) -> Iterator[Queues]:
     """Every stage-2 test ends with its queue empty; then its database is flushed."""
-    with checked_queues(stage2_env["REDIS_URL"]) as queues:
+    with checked_queues(stage_env["REDIS_URL"]) as queues:
         yield queues
 
 
 @pytest.fixture(scope="session")
-def api_url(stage2_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_url(stage_package: str, stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stage-2 API served by a real uvicorn process, shared by the tests: it keeps no state."""
     log_dir: Path = tmp_path_factory.mktemp("stage2-api")
-    with UvicornServer("stage2_celery.main:app", env={**os.environ, **stage2_env}, log_dir=log_dir) as api:
+    with UvicornServer(f"{stage_package}.main:app", env={**os.environ, **stage_env}, log_dir=log_dir) as api:
         yield api.base_url
 
 

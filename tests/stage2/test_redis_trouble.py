@@ -21,7 +21,6 @@ from tutorial.processes import ManagedProcess, free_port, python_command
 from tutorial.redis_server import RedisService, find_redis_server_binary, start_redis_server
 from tutorial.waiting import wait_until
 
-APP = "stage2_celery.main:app"
 # The API's deadline for any one Redis call in these tests (REDIS_TIMEOUT_SECONDS).
 REDIS_TIMEOUT = 1.0
 # A client that gives up well before two of those: an API that waits twice (or retries) fails the test.
@@ -51,9 +50,13 @@ def stalled_redis() -> Iterator[RedisService]:
 
 
 @pytest.fixture
-def trouble_api(start_api: Callable[..., RunningApi], stage2_env: dict[str, str]) -> Callable[..., RunningApi]:
+def trouble_api(
+    start_api: Callable[..., RunningApi], stage_package: str, stage_env: dict[str, str]
+) -> Callable[..., RunningApi]:
     def start(**env: str) -> RunningApi:
-        return start_api(APP, **{**stage2_env, "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT), **env})
+        return start_api(
+            f"{stage_package}.main:app", **{**stage_env, "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT), **env}
+        )
 
     return start
 
@@ -81,12 +84,12 @@ def test_asking_for_a_job_without_redis_is_503_too(trouble_api) -> None:
 
 
 def test_a_broker_that_is_down_is_503_at_once_though_the_results_redis_answers(
-    trouble_api, stage2_env: dict[str, str], queues
+    trouble_api, stage_env: dict[str, str], queues
 ) -> None:
     # The mark is written to the results Redis; only publishing fails. Celery would retry that
     # for seconds (and the seed's .delay() does): retry=False makes it fail at once.
     broker = closed_url()
-    api = trouble_api(REDIS_URL=broker, RESULT_BACKEND_URL=stage2_env["REDIS_URL"])
+    api = trouble_api(REDIS_URL=broker, RESULT_BACKEND_URL=stage_env["REDIS_URL"])
 
     response = answer_within_deadline(lambda client: client.post("/jobs/add", json={"x": 2, "y": 3}), api.base_url)
 
@@ -114,9 +117,9 @@ def test_a_stalled_redis_is_503_within_the_redis_timeout(
 
 
 def test_a_stalled_broker_is_503_within_the_redis_timeout_though_the_results_redis_answers(
-    trouble_api, stalled_redis: RedisService, stage2_env: dict[str, str]
+    trouble_api, stalled_redis: RedisService, stage_env: dict[str, str]
 ) -> None:
-    api = trouble_api(REDIS_URL=stalled_redis.url, RESULT_BACKEND_URL=stage2_env["REDIS_URL"])
+    api = trouble_api(REDIS_URL=stalled_redis.url, RESULT_BACKEND_URL=stage_env["REDIS_URL"])
 
     response = answer_within_deadline(lambda client: client.post("/jobs/add", json={"x": 2, "y": 3}), api.base_url)
 
@@ -173,20 +176,25 @@ def redis_on_a_unix_socket(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("kind", ["database 15", "a password", "a unix socket"])
 def test_the_stage_works_with_any_valid_redis_url(
-    kind: str, request: pytest.FixtureRequest, start_api, stage2_env: dict[str, str], tmp_path: Path
+    kind: str,
+    request: pytest.FixtureRequest,
+    start_api,
+    stage_package: str,
+    stage_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     url = {
-        "database 15": lambda: stage2_env["REDIS_URL"].rsplit("/", 1)[0] + "/15",
+        "database 15": lambda: stage_env["REDIS_URL"].rsplit("/", 1)[0] + "/15",
         "a password": lambda: request.getfixturevalue("redis_with_password"),
         "a unix socket": lambda: request.getfixturevalue("redis_on_a_unix_socket"),
     }[kind]()
-    env = {**stage2_env, "REDIS_URL": url}
-    api = start_api(APP, **env)
+    env = {**stage_env, "REDIS_URL": url}
+    api = start_api(f"{stage_package}.main:app", **env)
     worker_args = [
         "-m",
         "celery",
         "-A",
-        "stage2_celery",
+        stage_package,
         "worker",
         "--pool=solo",
         "--without-mingle",
@@ -204,11 +212,11 @@ def test_the_stage_works_with_any_valid_redis_url(
         where.flushdb()
 
 
-def test_a_rediss_url_turns_on_tls_for_the_broker_and_the_results() -> None:
+def test_a_rediss_url_turns_on_tls_for_the_broker_and_the_results(stage_package: str) -> None:
     # No TLS server here: this checks the configuration Celery insists on (without it, using the
     # result backend raises "A rediss:// URL must have parameter ssl_cert_reqs ...").
     script = (
-        "import stage2_celery as s; app = s.celery_app; app.backend; "
+        f"import {stage_package} as s; app = s.celery_app; app.backend; "
         "print(app.conf.broker_use_ssl, app.conf.redis_backend_use_ssl)"
     )
     env = {**os.environ, "REDIS_URL": "rediss://:pw@redis.example.com:6380/0"}

@@ -17,14 +17,14 @@ WORKER_COMMAND = "celery -A stage2_celery worker --loglevel=INFO --pool=solo"
 
 
 def test_the_documented_worker_command_processes_a_job(
-    client: httpx.Client, stage2_env: dict[str, str], tmp_path: Path
+    client: httpx.Client, stage_env: dict[str, str], tmp_path: Path
 ) -> None:
     program, *args = WORKER_COMMAND.split()
     # The `celery` program of this virtual environment, as `source .venv/bin/activate` would find it.
     celery = shutil.which(program, path=str(Path(sys.executable).parent))
     assert celery is not None, f"no {program} next to {sys.executable}"
 
-    with ManagedProcess("celery-worker", [celery, *args], env={**os.environ, **stage2_env}, log_dir=tmp_path) as worker:
+    with ManagedProcess("celery-worker", [celery, *args], env={**os.environ, **stage_env}, log_dir=tmp_path) as worker:
         worker.wait_for_output(" ready.", timeout=30)
         status_url = enqueue(client, "/jobs/add", {"x": 20, "y": 22})
         done = wait_for_status(client, status_url, "succeeded")

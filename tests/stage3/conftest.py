@@ -22,7 +22,7 @@ MAX_RETRIES = 2  # of every retried task in the tests: 3 attempts in all
 
 
 @pytest.fixture(scope="session")
-def stage3_env(private_redis: RedisService) -> dict[str, str]:
+def stage_env(private_redis: RedisService) -> dict[str, str]:
     """The environment of every stage-3 process in the tests: quick tasks and retries, the private Redis."""
     return {
         "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
@@ -32,13 +32,27 @@ def stage3_env(private_redis: RedisService) -> dict[str, str]:
         "EMAIL_MAX_RETRIES": str(MAX_RETRIES),
         "RETRY_BACKOFF_SECONDS": "0.05",
         "RETRY_BACKOFF_MAX_SECONDS": "5",
+        # Short limits, so the prefork worker shows them quickly (and solo shows it ignores them).
+        "REPORT_SOFT_TIME_LIMIT_SECONDS": "1",
+        "REPORT_TIME_LIMIT_SECONDS": "2",
     }
 
 
 @pytest.fixture(scope="session")
-def stage(stage3_env: dict[str, str]) -> CeleryStage:
+def stage_package() -> str:
+    return "stage3_retries"
+
+
+@pytest.fixture(scope="session")
+def stage(stage_package: str, stage_env: dict[str, str]) -> CeleryStage:
     """The stage imported in this process, with the tests' environment (see tests/celery_stage.py)."""
-    return import_stage("stage3_retries", stage3_env)
+    return import_stage(stage_package, stage_env)
+
+
+@pytest.fixture(scope="session")
+def fields_of_a_finished_job() -> dict[str, object]:
+    """Stage 3 counts the attempts of every job (stage 2's contract tests ask for this)."""
+    return {"attempts": 1}
 
 
 @pytest.fixture
@@ -65,17 +79,17 @@ def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(autouse=True)
-def queues(stage3_env: dict[str, str]) -> Iterator[Queues]:
+def queues(stage_env: dict[str, str]) -> Iterator[Queues]:
     """Every stage-3 test ends with its queue empty; then its database (dead letters too) is flushed."""
-    with checked_queues(stage3_env["REDIS_URL"]) as queues:
+    with checked_queues(stage_env["REDIS_URL"]) as queues:
         yield queues
 
 
 @pytest.fixture(scope="session")
-def api_url(stage3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_url(stage_package: str, stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stage-3 API served by a real uvicorn process, shared by the tests: it keeps no state."""
     log_dir: Path = tmp_path_factory.mktemp("stage3-api")
-    with UvicornServer("stage3_retries.main:app", env={**os.environ, **stage3_env}, log_dir=log_dir) as api:
+    with UvicornServer(f"{stage_package}.main:app", env={**os.environ, **stage_env}, log_dir=log_dir) as api:
         yield api.base_url
 
 

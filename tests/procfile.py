@@ -1,0 +1,39 @@
+"""Start a stage's processes from its Procfile, as `honcho -f <stage>/Procfile start` would.
+
+The tests run exactly the lines a learner runs, each in a shell (honcho runs them so
+too) with this virtual environment's bin folder first on PATH (as after
+`. .venv/bin/activate`), in its own process group, always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tutorial.processes import REPO_ROOT, ManagedProcess
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def procfile_lines(stage: str) -> dict[str, str]:
+    """{process type: command} of ``<stage>/Procfile``."""
+    lines = {}
+    for line in (REPO_ROOT / stage / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            lines[name.strip()] = command.strip()
+    return lines
+
+
+def procfile_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process started from a Procfile: ``env``, with the venv first on PATH."""
+    return {**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def procfile_process(stage: str, process_type: str, env: Mapping[str, str], log_dir: Path) -> ManagedProcess:
+    """The Procfile line ``process_type`` of ``stage``, ready to start (``with ...:``)."""
+    command = procfile_lines(stage)[process_type]
+    name = f"{stage}-{process_type}"
+    return ManagedProcess(name, ["bash", "-c", f"exec {command}"], env=procfile_env(env), log_dir=log_dir)
