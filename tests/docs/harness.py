@@ -23,10 +23,18 @@ and must exit with 0. Other blocks (diagrams, JSON, plain output) are not read,
 unless a marker says so (`output of`).
 
 Commands run one after the other, top to bottom, each in a fresh `bash -c` from the
-repository root (more exactly, from a scratch copy of it, so that what a command
-writes, like an `audit.log`, stays out of the checkout). A command fails the test
-when it exits with another status than 0 (or the one its marker names), or when its
-output does not match; then every command after it is listed as not run.
+repository root: more exactly, from a scratch copy of the checkout as git would commit
+it (no ignored files such as an old `audit.log`), where `.venv` is the environment the
+suite runs in, so that what a command writes stays out of the checkout. Each README
+gets a Redis of its own, empty at the start. The environment is the suite's, plus the
+stages' settings for the moved ports (see "Ports"), plus what a terminal would give:
+Python prints each line at once (`PYTHONUNBUFFERED`), curl shows no progress meter.
+
+A command fails the test when it exits with another status than 0 (or the one its
+marker names), when its output does not match, or when it takes more than 30 s (a
+server shown without a `background` marker does); every command after it is then
+listed as not run, and the failure shows a diff and the last lines of every process
+the README started.
 
 Masks in the expected output
 ============================
@@ -50,10 +58,17 @@ Markers
 
 A marker is an HTML comment right before a code block (only blank lines or other
 markers between), one per comment; GitHub does not show it. `CMD`, in backticks, is a
-command of that block or a part of one; a `# comment` after a command does not count.
-The marker applies to every command of the block that contains CMD, or, when CMD is a
-whole command, to that one only (`make bench` is not `make bench ARGS=--quick`). A
-marker that matches no command fails the test. A comment may wrap over several lines.
+command of that block or a part of one, matched in this order:
+
+1. the command that is CMD, whole (`make bench` is not `make bench ARGS=--quick`);
+2. else every command whose code contains CMD (its `# comment` does not count, so
+   `# the Redis of make services` does not make a command `make services`);
+3. else every command whose comment contains it: the way to tell two identical
+   commands apart (`# terminal 2, as at first`).
+
+A marker that matches no command, or a command that two markers of the same kind
+match (`celery` is also in `uvicorn stage2_celery.main:app`), fails the test: make CMD
+longer. A comment may wrap over several lines.
 
 `<!-- docs: exempt: REASON -->`
     Not one command of the block runs (Docker, Windows, a ten-minute run). The reason is
@@ -87,17 +102,46 @@ marker that matches no command fails the test. A comment may wrap over several l
     The block is a copy of those lines of that file (path from the repository root);
     the test fails when they drift apart. Use this for Python snippets, or run them.
 
-Example (stage 1):
+Example (the shape of stage 2): three terminals, a job id reused, a status that changes
+on its own time, a worker stopped and started again, a block for Windows only.
 
     <!-- docs: background `make services`, ready when it prints "Ctrl-C stops all" -->
+    <!-- docs: background `celery -A`, ready when it prints "ready." -->
     <!-- docs: background `uvicorn`, ready when localhost:8000/health answers -->
     ```console
     $ make services                                            # terminal 1
-    $ .venv/bin/uvicorn stage1_background_tasks.main:app --port 8000   # terminal 2
-    $ curl -i -X POST localhost:8000/users/42/welcome          # terminal 3
+    $ .venv/bin/celery -A stage2_celery worker --loglevel=INFO # terminal 2
+    $ .venv/bin/uvicorn stage2_celery.main:app --port 8000     # terminal 3
+    ```
+
+    <!-- docs: repeat `curl localhost:8000/jobs/` until the output matches -->
+    ```console
+    $ curl -i -X POST localhost:8000/jobs/add -H 'Content-Type: application/json' -d '{"x": 2, "y": 3}'
     HTTP/1.1 202 Accepted
     ...
+    location: /jobs/a49b76b5-7ef7-471a-aeac-b2e3095cb559
+    ...
+    {"job_id":"a49b76b5-7ef7-471a-aeac-b2e3095cb559",...}
+    $ curl localhost:8000/jobs/a49b76b5-7ef7-471a-aeac-b2e3095cb559     # 3 s later
+    {"job_id":"a49b76b5-...","status":"succeeded",...,"result":5}
     ```
+
+    <!-- docs: stop `celery -A stage2_celery worker` -->
+    ```console
+    $ .venv/bin/python -m tutorial redis-cli llen celery      # no worker: the job waits
+    ...
+    ```
+
+    <!-- docs: exempt: Windows only (`--pool=solo`); the tests run the solo pool on Linux -->
+    ```console
+    > .venv\\Scripts\\celery -A stage2_celery worker --pool=solo
+    ```
+
+Running: `.venv/bin/pytest tests/docs` (all READMEs, then a summary of what ran and
+what is exempt), `.venv/bin/pytest tests/docs -k stage2` (one README). In the full
+suite, each exempt command shows in the short summary as a skip, with its reason.
+Deadlines: 30 s per command, 30 s for a background process to be ready, 30 s of
+`repeat`, 20 s for an `output of` block.
 
 Ports and settings
 ==================
@@ -383,12 +427,17 @@ def _read_block(block: Block) -> Block:
 
 
 def matching(directive: Directive, commands: Sequence[Command]) -> list[Command]:
-    """The commands a marker applies to: the one that is CMD, else every one that contains it."""
-    exact = [command for command in commands if command.code == directive.command]
-    return exact or [command for command in commands if directive.command and directive.command in command.code]
+    """The commands a marker applies to: the one that is CMD, else those whose code, else whose comment has it."""
+    wanted = directive.command or ""
+    return (
+        [command for command in commands if command.code == wanted]
+        or [command for command in commands if wanted and wanted in command.code]
+        or [command for command in commands if wanted and wanted in command.text]
+    )
 
 
 def _apply_directives(block: Block) -> None:
+    chosen: dict[tuple[int, str], Directive] = {}  # (command line, marker kind) -> the marker that chose it
     for directive in block.directives:
         if directive.kind in ("stop", "vary"):
             directive.used = True
@@ -400,6 +449,12 @@ def _apply_directives(block: Block) -> None:
             continue
         for command in matching(directive, block.commands):
             directive.used = True
+            if (earlier := chosen.setdefault((command.line, directive.kind), directive)) is not directive:
+                raise ReadmeError(
+                    f"line {command.line}: `{command.short()}` is chosen by two `{directive.kind}` markers, "
+                    f"`{earlier.command}` (line {earlier.line}) and `{directive.command}` (line {directive.line}): "
+                    "make the marker's command longer"
+                )
             if directive.kind == "exempt":
                 command.exempt = directive.reason
             elif directive.kind == "background":

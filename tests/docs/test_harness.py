@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import harness
 from tests.docs.harness import IdBook, OutputPattern, PortMap, ReadmeError, ReadmeRun, Report, parse_readme
 
 FENCE = "```"
@@ -122,6 +123,7 @@ def test_a_marker_ignores_comments_and_a_whole_command_marks_only_itself(tmp_pat
 
     assert exempt("make bench") == ["make bench"]
     assert exempt("bench") == ["make bench", "make bench ARGS=--quick"]
+    assert exempt("not make") == ["echo hi"]  # no code has it: the comment tells commands apart
 
 
 @pytest.mark.parametrize(
@@ -132,8 +134,14 @@ def test_a_marker_ignores_comments_and_a_whole_command_marks_only_itself(tmp_pat
         ("<!-- docs: exempt: why -->\nSome text.\n'''console\n$ true\n'''\n", "must come right before its code"),
         ("'''console\n$ sleep 100 &\n'''\n", "runs in the background: say when it is ready"),
         ("<!-- docs: exempt -->\n'''console\n$ true\n'''\n", "unknown docs marker 'exempt'"),
+        (
+            "<!-- docs: repeat `celery` until the output matches -->\n"
+            "<!-- docs: repeat `uvicorn` until the output matches -->\n"
+            "'''console\n$ uvicorn stage2_celery.main:app\n'''\n",
+            "chosen by two `repeat` markers, `celery` \\(line 1\\) and `uvicorn` \\(line 2\\)",
+        ),
     ],
-    ids=["unknown marker", "marker for no command", "marker away from its block", "unmarked &", "no reason"],
+    ids=["unknown marker", "marker for no command", "marker away from its block", "unmarked &", "no reason", "twice"],
 )
 def test_markup_the_harness_cannot_read_is_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ReadmeError, match=message):
@@ -316,3 +324,13 @@ def test_a_cited_python_snippet_must_match_the_lines_of_its_file(tmp_path: Path)
     assert run(tmp_path, cite.format(first_line)).snippets_cited == 1
     report = run(tmp_path / "again", cite.format('"""Something else."""'))
     assert "the block differs from tests/docs/test_harness.py lines 1-1" in report.failure_message()
+
+
+def test_the_example_in_the_markup_guide_is_valid_markup(tmp_path: Path) -> None:
+    guide = harness.__doc__ or ""
+    example = textwrap.dedent(guide[guide.index("    <!-- docs: background `make services`") : guide.index("Running:")])
+    blocks = parse_readme(write_readme(tmp_path, example))
+    commands = [command for block in blocks for command in block.commands]
+    assert [bool(command.background) for command in commands[:3]] == [True, True, True]
+    assert [command.repeat for command in commands[3:5]] == [False, True]  # the POST, then the GET
+    assert commands[-1].exempt == "Windows only (`--pool=solo`); the tests run the solo pool on Linux"
