@@ -5,6 +5,7 @@ How to mark up a README: the docstring of tests/docs/harness.py. Adding one: a l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,15 @@ def test_every_command_of_the_readme_runs_and_prints_what_it_shows(
     record_property("readme_summary", report.summary())
     if report.failure is not None:
         pytest.fail(report.failure_message(), pytrace=False)
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_every_relative_link_of_the_readme_leads_to_a_file(readme: str) -> None:
+    path = REPO_ROOT / readme
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    local = [target.split("#")[0] for target in targets if not re.match(r"[a-z]+:|#", target)]
+    missing = [target for target in local if not (path.parent / target).exists()]
+    assert not missing, f"{readme} links to files that do not exist: {missing}"
 
 
 EXEMPT = [
