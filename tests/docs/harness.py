@@ -158,7 +158,9 @@ the services started by another, as it would with the default ports.
 `COMMAND_REWRITES` adds what a command needs to use them (`make services` gets the
 ports as arguments) and keeps `make` from reinstalling anything.
 
-Adding a README: one line in `READMES` in `tests/docs/test_readmes.py`.
+Adding a README: one line in `READMES` in `tests/docs/test_readmes.py`. A new
+`stage*/README.md` that is in neither `READMES` nor `NOT_YET` (with a reason) fails the
+suite, so stages 3-5 are run from their first version.
 """
 
 from __future__ import annotations

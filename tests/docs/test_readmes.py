@@ -18,6 +18,11 @@ READMES = [
     "stage1_background_tasks/README.md",
     "bench/README.md",
 ]
+# A stage README not run yet, and why; its owner moves it to READMES once its markup is done.
+NOT_YET = {
+    "stage2_celery/README.md": "its owner is putting the harness's markers in",
+    "stage3_retries/README.md": "stage 3 is a work in progress",
+}
 
 
 @pytest.mark.timeout(180)  # one test runs a whole README: several servers and dozens of commands
@@ -29,6 +34,15 @@ def test_every_command_of_the_readme_runs_and_prints_what_it_shows(
     record_property("readme_summary", report.summary())
     if report.failure is not None:
         pytest.fail(report.failure_message(), pytrace=False)
+
+
+def test_every_stage_readme_is_run_from_its_first_version() -> None:
+    stage_readmes = sorted(str(path.relative_to(REPO_ROOT)) for path in REPO_ROOT.glob("stage*/README.md"))
+    unlisted = [readme for readme in stage_readmes if readme not in READMES and readme not in NOT_YET]
+    assert not unlisted, (
+        f"add {unlisted} to READMES in tests/docs/test_readmes.py (how to mark one up: tests/docs/harness.py)"
+    )
+    assert not set(READMES) & set(NOT_YET), "a README is in both READMES and NOT_YET"
 
 
 @pytest.mark.parametrize("readme", READMES)
@@ -44,7 +58,7 @@ EXEMPT = [
     pytest.param(f"{readme} line {command.line}: `{command.short()}`: {command.exempt}", id=f"{readme}:{command.line}")
     for readme in READMES
     for command in exempt_commands(REPO_ROOT / readme)
-]
+] + [pytest.param(f"{readme}, the whole README: {reason}", id=readme) for readme, reason in NOT_YET.items()]
 
 
 @pytest.mark.parametrize("exemption", EXEMPT or [pytest.param("", marks=pytest.mark.skip("no exempt command"))])
