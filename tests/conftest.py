@@ -15,15 +15,22 @@ from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
 
+CELERY_OVERRIDES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_redis() -> Iterator[RedisService]:
     """A redis-server of the suite's own on a free port, never a learner's.
 
     REDIS_URL points at it for the whole session, so code that falls back to
-    localhost:6379 cannot reach a learner's data by accident.
+    localhost:6379 cannot reach a learner's data by accident. CELERY_BROKER_URL and
+    CELERY_RESULT_BACKEND are unset: Celery reads them in place of the broker and
+    backend it is given, so a learner's exported ones would win over REDIS_URL.
     """
-    with start_redis_server() as service, changed_environment({"REDIS_URL": service.url}):
+    with (
+        start_redis_server() as service,
+        changed_environment({"REDIS_URL": service.url, **dict.fromkeys(CELERY_OVERRIDES)}),
+    ):
         yield service
 
 

@@ -114,10 +114,16 @@ def test_every_process_a_test_starts_is_pointed_at_the_suites_own_redis(
     private_redis: RedisService, tmp_path: Path
 ) -> None:
     assert os.environ["REDIS_URL"] == private_redis.url
-    show = python_command("-c", "import os; print('REDIS_URL=' + os.environ.get('REDIS_URL', 'unset'))")
+    # Celery takes these over the broker it is given: set (by a learner's shell), they would win.
+    names = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+    show = python_command("-c", f"import os; [print(name, os.environ.get(name, 'unset')) for name in {names}]")
     with ManagedProcess("show-env", show, log_dir=tmp_path) as child:
         assert wait_for_exit(child, timeout=30) == 0, child.describe()
-    assert f"REDIS_URL={private_redis.url}" in child.output().splitlines()
+    assert child.output().splitlines() == [
+        f"REDIS_URL {private_redis.url}",
+        "CELERY_BROKER_URL unset",
+        "CELERY_RESULT_BACKEND unset",
+    ]
 
 
 def offer_ports_first(monkeypatch: pytest.MonkeyPatch, *first: int) -> list[int]:
