@@ -153,8 +153,10 @@ in commands, expected output and markers alike (in commands also where it stands
 as in `python -m http.server 8000`); a port the list does not know fails
 the test, so no command ever reaches a learner's or the CI machine's real services. The
 environment of every command carries the stages' settings for the moved ports
-(`REDIS_URL`, `SMTP_PORT`, `WEBHOOK_URL`), so a stage started by a README command finds
-the services started by another, as it would with the default ports.
+(`REDIS_URL` and rq's `RQ_REDIS_URL`, `SMTP_PORT`, `WEBHOOK_URL`), so a stage started by
+a README command finds the services started by another, as it would with the default
+ports. For the same reason a plain `redis-cli` is refused (it ignores REDIS_URL, and is
+not on every learner's PATH): READMEs show `.venv/bin/python -m tutorial redis-cli ...`.
 `COMMAND_REWRITES` adds what a command needs to use them (`make services` gets the
 ports as arguments) and keeps `make` from reinstalling anything.
 
@@ -191,7 +193,12 @@ class WellKnownPort:
 
 REDIS_PORT = 6379
 WELL_KNOWN_PORTS = (
-    WellKnownPort(REDIS_PORT, "Redis (make services)", {"REDIS_URL": "redis://localhost:{port}/0"}),
+    # rq's command line takes RQ_REDIS_URL when no --url is given (else it would try localhost:6379).
+    WellKnownPort(
+        REDIS_PORT,
+        "Redis (make services)",
+        {"REDIS_URL": "redis://localhost:{port}/0", "RQ_REDIS_URL": "redis://localhost:{port}/0"},
+    ),
     WellKnownPort(8025, "the mail catcher (make services)", {"SMTP_PORT": "{port}"}),
     WellKnownPort(8090, "the webhook receiver (make services)", {"WEBHOOK_URL": "http://localhost:{port}/webhook"}),
     WellKnownPort(8000, "a stage's API (uvicorn)"),
@@ -226,6 +233,10 @@ PORT_IN_TEXT = re.compile(
     r"(?P<lead>(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):|--(?:[\w-]+-)?port[= ]|(?<!\S)-p |[A-Z_]*PORT=)"
     r"(?P<port>\d{2,5})\b"
 )
+
+
+# redis-cli itself, not `python -m tutorial redis-cli`: it would talk to the real localhost:6379.
+BARE_REDIS_CLI = re.compile(r"(?<!tutorial )(?<![\w.-])redis-cli\b")
 
 
 class ReadmeError(AssertionError):
@@ -471,6 +482,11 @@ def _apply_directives(block: Block) -> None:
                 f"at line {block.line}"
             )
     for command in block.commands:
+        if BARE_REDIS_CLI.search(command.code) and command.exempt is None:
+            raise ReadmeError(
+                f"line {command.line}: `{command.short()}`: a plain redis-cli ignores REDIS_URL and is not on every "
+                "learner's PATH; show `.venv/bin/python -m tutorial redis-cli ...` instead"
+            )
         if command.code.endswith("&") and command.background is None and command.exempt is None:
             raise ReadmeError(
                 f"line {command.line}: `{command.short()}` runs in the background: say when it is ready with "

@@ -140,8 +140,17 @@ def test_a_marker_ignores_comments_and_a_whole_command_marks_only_itself(tmp_pat
             "'''console\n$ uvicorn stage2_celery.main:app\n'''\n",
             "chosen by two `repeat` markers, `celery` \\(line 1\\) and `uvicorn` \\(line 2\\)",
         ),
+        ("'''console\n$ redis-cli llen celery\n'''\n", "a plain redis-cli ignores REDIS_URL"),
     ],
-    ids=["unknown marker", "marker for no command", "marker away from its block", "unmarked &", "no reason", "twice"],
+    ids=[
+        "unknown marker",
+        "marker for no command",
+        "marker away from its block",
+        "unmarked &",
+        "no reason",
+        "twice",
+        "plain redis-cli",
+    ],
 )
 def test_markup_the_harness_cannot_read_is_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ReadmeError, match=message):
