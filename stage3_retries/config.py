@@ -49,8 +49,9 @@ class Settings(BaseSettings):
 
     @property
     def longest_delay_seconds(self) -> int:
-        """A countdown must end before the visibility timeout, or the job is delivered twice."""
-        return min(self.max_delay_seconds, self.visibility_timeout_seconds - 1)
+        """A countdown must end before the visibility timeout, or the job is delivered twice
+        (and before its mark expires, or a job that waits its turn would answer 404)."""
+        return min(self.max_delay_seconds, self.visibility_timeout_seconds - 1, self.result_expires_seconds - 1)
 
 
 settings = Settings()

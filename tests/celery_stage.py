@@ -10,17 +10,22 @@ at it, never at a learner's localhost:6379.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.worker import WorkController
+
+from tutorial.mail import SmtpSink
+from tutorial.processes import UvicornServer
 
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 RESULT_KEYS = "celery-task-meta-*"  # one per job: its state, its result, and the API's mark of it
@@ -78,3 +83,45 @@ def checked_queues(url: str) -> Iterator[Queues]:
         left = {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}
         client.flushdb()
         assert left == {"waiting": 0, "unacknowledged": 0}, "the test left jobs behind"
+
+
+# Fixtures: a stage's conftest imports these and defines `stage_package` and `stage_env` ------------
+
+
+@pytest.fixture(scope="session")
+def stage(stage_package: str, stage_env: dict[str, str]) -> CeleryStage:
+    """The stage imported in this process, with the tests' environment (see the top of this file)."""
+    return import_stage(stage_package, stage_env)
+
+
+@pytest.fixture
+def mail_server(stage: CeleryStage, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> SmtpSink:
+    """The test's own SMTP server, for in-process workers.
+
+    They run the stage's tasks in this process, so pointing the stage's settings at
+    the server is all it takes.
+    """
+    monkeypatch.setattr(stage.settings, "smtp_host", smtp_sink.host)
+    monkeypatch.setattr(stage.settings, "smtp_port", smtp_sink.port)
+    return smtp_sink
+
+
+@pytest.fixture(autouse=True)
+def queues(stage_env: dict[str, str]) -> Iterator[Queues]:
+    """Every test of the stage ends with its queue empty; then its database is flushed."""
+    with checked_queues(stage_env["REDIS_URL"]) as queues:
+        yield queues
+
+
+@pytest.fixture(scope="session")
+def api_url(stage_package: str, stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stage's API served by a real uvicorn process, shared by the tests: it keeps no state."""
+    log_dir = tmp_path_factory.mktemp(f"{stage_package}-api")
+    with UvicornServer(f"{stage_package}.main:app", env={**os.environ, **stage_env}, log_dir=log_dir) as api:
+        yield api.base_url
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        yield client

@@ -1,18 +1,11 @@
-"""Stage 3 fixtures: the stage on the suite's own Redis, a real API server, real workers,
-a real mail catcher and a real webhook receiver that fails on purpose."""
+"""Stage 3 fixtures: a real webhook receiver that fails on purpose, and quick retries and limits
+(the fixtures every Celery stage shares are in tests/celery_stage.py)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import httpx
 import pytest
 
-from tests.celery_stage import CeleryStage, Queues, checked_queues, import_stage
-from tutorial.mail import SmtpSink
-from tutorial.processes import UvicornServer
+from tests.celery_stage import CeleryStage, api_url, client, mail_server, queues, stage  # noqa: F401 (fixtures)
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -44,23 +37,9 @@ def stage_package() -> str:
 
 
 @pytest.fixture(scope="session")
-def stage(stage_package: str, stage_env: dict[str, str]) -> CeleryStage:
-    """The stage imported in this process, with the tests' environment (see tests/celery_stage.py)."""
-    return import_stage(stage_package, stage_env)
-
-
-@pytest.fixture(scope="session")
 def fields_of_a_finished_job() -> dict[str, object]:
     """Stage 3 counts the attempts of every job (stage 2's contract tests ask for this)."""
     return {"attempts": 1}
-
-
-@pytest.fixture
-def mail_server(stage: CeleryStage, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> SmtpSink:
-    """The test's own SMTP server, for in-process workers (they read the stage's settings object)."""
-    monkeypatch.setattr(stage.settings, "smtp_host", smtp_sink.host)
-    monkeypatch.setattr(stage.settings, "smtp_port", smtp_sink.port)
-    return smtp_sink
 
 
 @pytest.fixture
@@ -69,31 +48,10 @@ def receiver(webhook_receiver: WebhookReceiver) -> WebhookReceiver:
 
 
 @pytest.fixture
-def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):
+def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):  # noqa: F811 (the fixture)
     """Point the in-process workers' WEBHOOK_URL at a URL (for example a failing path of the receiver)."""
 
     def point(url: str) -> None:
         monkeypatch.setattr(stage.settings, "webhook_url", url)
 
     return point
-
-
-@pytest.fixture(autouse=True)
-def queues(stage_env: dict[str, str]) -> Iterator[Queues]:
-    """Every stage-3 test ends with its queue empty; then its database (dead letters too) is flushed."""
-    with checked_queues(stage_env["REDIS_URL"]) as queues:
-        yield queues
-
-
-@pytest.fixture(scope="session")
-def api_url(stage_package: str, stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The stage-3 API served by a real uvicorn process, shared by the tests: it keeps no state."""
-    log_dir: Path = tmp_path_factory.mktemp("stage3-api")
-    with UvicornServer(f"{stage_package}.main:app", env={**os.environ, **stage_env}, log_dir=log_dir) as api:
-        yield api.base_url
-
-
-@pytest.fixture
-def client(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as client:
-        yield client

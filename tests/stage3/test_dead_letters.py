@@ -15,19 +15,22 @@ from tutorial.webhooks import WebhookReceiver
 EVENT = {"type": "invoice.paid", "payload": {"invoice": 7}}
 
 
-def fail_for_good(stage: CeleryStage, client: httpx.Client, event: dict = EVENT) -> str:
-    """Post an event to a receiver that always answers 500, and wait until its retries are used up."""
-    status_url = enqueue(client, "/events", event)
+def fail_for_good(stage: CeleryStage, client: httpx.Client, *events: dict) -> list[str]:
+    """Post events to a failing receiver, one after the other, each until it has failed for good."""
+    job_ids = []
     with stage.worker():
-        wait_for_status(client, status_url, "failed")
-    return status_url.removeprefix("/jobs/")
+        for event in events or [EVENT]:
+            status_url = enqueue(client, "/events", event)
+            wait_for_status(client, status_url, "failed")
+            job_ids.append(status_url.removeprefix("/jobs/"))
+    return job_ids
 
 
 def test_a_dead_receiver_leaves_a_dead_letter_that_a_replay_delivers_once_the_receiver_is_fixed(
     stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at
 ) -> None:
     point_webhooks_at(receiver.status_url(500))
-    job_id = fail_for_good(stage, client)
+    (job_id,) = fail_for_good(stage, client)
 
     (letter,) = client.get("/dead-letters").json()
     assert letter["job_id"] == job_id
@@ -56,7 +59,7 @@ def test_dead_letters_are_listed_newest_first_up_to_the_limit(
     stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at
 ) -> None:
     point_webhooks_at(receiver.status_url(400))  # permanent: one attempt each
-    job_ids = [fail_for_good(stage, client, {"type": f"event.n{n}", "payload": {}}) for n in range(3)]
+    job_ids = fail_for_good(stage, client, *[{"type": f"event.n{n}", "payload": {}} for n in range(3)])
 
     assert [letter["job_id"] for letter in client.get("/dead-letters").json()] == job_ids[::-1]
     assert [letter["job_id"] for letter in client.get("/dead-letters?limit=2").json()] == job_ids[:0:-1]
@@ -74,7 +77,7 @@ def test_a_deleted_dead_letter_is_gone_and_an_unknown_one_is_404(
     stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at
 ) -> None:
     point_webhooks_at(receiver.status_url(400))
-    job_id = fail_for_good(stage, client)
+    (job_id,) = fail_for_good(stage, client)
 
     assert client.delete(f"/dead-letters/{job_id}").status_code == 204
     assert client.get("/dead-letters").json() == []
@@ -86,7 +89,7 @@ def test_dead_letters_survive_a_worker_restart(
     stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at
 ) -> None:
     point_webhooks_at(receiver.status_url(400))
-    job_id = fail_for_good(stage, client)  # that worker has stopped
+    (job_id,) = fail_for_good(stage, client)  # that worker has stopped
 
     with stage.worker():  # a new one
         assert [letter["job_id"] for letter in client.get("/dead-letters").json()] == [job_id]

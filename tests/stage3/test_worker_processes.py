@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -61,36 +61,49 @@ def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(
     assert done["attempts"] == 2
 
 
-def test_a_report_stops_cleanly_at_its_soft_time_limit_in_the_prefork_pool(
-    start: Callable[..., ManagedProcess], client: httpx.Client
-) -> None:
-    start("worker", " ready.", REPORT_STEP_SECONDS="0.3")
-    status_url = enqueue(client, "/jobs/report", {"rows": [1] * 10})  # 3 s of work, a 1 s soft limit
-
-    failed = wait_for_status(client, status_url, "failed", timeout=20)
-
-    assert re.fullmatch(
-        r"ReportTimedOut: stopped at the soft time limit \(1 s\) after [1-9] of 10 rows", failed["error"]
-    ), failed["error"]
-    (letter,) = client.get("/dead-letters").json()
-    assert letter["job_id"] == failed["job_id"]
+@pytest.fixture(scope="class")
+def prefork_worker(stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """The Procfile's worker (its default pool, prefork), shared by the time-limit tests: 0.3 s a row."""
+    env = {**stage_env, "REPORT_STEP_SECONDS": "0.3"}
+    with procfile_process_of(STAGE, "worker", env, tmp_path_factory.mktemp("prefork")) as worker:
+        worker.wait_for_output(" ready.", timeout=30)
+        yield worker
 
 
-def test_a_report_that_ignores_its_soft_limit_is_killed_at_the_hard_one_and_the_worker_goes_on(
-    start: Callable[..., ManagedProcess], client: httpx.Client
-) -> None:
-    worker = start("worker", " ready.", REPORT_STEP_SECONDS="0.3")
-    stubborn = enqueue(client, "/jobs/report", {"rows": [1] * 20, "stop_at_soft_limit": False})  # 6 s, a 2 s hard limit
+class TestTimeLimitsInThePreforkPool:
+    """One prefork worker, the Procfile's, for both tests: it lives as long as this class."""
 
-    failed = wait_for_status(client, stubborn, "failed", timeout=20)
-    next_job = enqueue(client, "/jobs/add", {"x": 1, "y": 2})
-    done = wait_for_status(client, next_job, "succeeded", timeout=20)
+    def test_a_report_stops_cleanly_at_its_soft_time_limit_in_the_prefork_pool(
+        self, prefork_worker: ManagedProcess, client: httpx.Client
+    ) -> None:
+        status_url = enqueue(client, "/jobs/report", {"rows": [1] * 10})  # 3 s of work, a 1 s soft limit
 
-    assert failed["error"].startswith("TimeLimitExceeded: ")
-    assert done["result"] == 3
-    assert "Hard time limit (2.0s) exceeded" in worker.output()
-    # The hard limit can report the failure twice; the dead letter is kept once.
-    assert [letter["job_id"] for letter in client.get("/dead-letters").json()] == [failed["job_id"]]
+        failed = wait_for_status(client, status_url, "failed", timeout=20)
+
+        assert re.fullmatch(
+            r"ReportTimedOut: stopped at the soft time limit \(1 s\) after [1-9] of 10 rows", failed["error"]
+        ), failed["error"]
+        (letter,) = client.get("/dead-letters").json()
+        assert letter["job_id"] == failed["job_id"]
+
+    def test_a_report_that_ignores_its_soft_limit_is_killed_at_the_hard_one_and_the_worker_goes_on(
+        self, prefork_worker: ManagedProcess, client: httpx.Client
+    ) -> None:
+        stubborn = enqueue(
+            client, "/jobs/report", {"rows": [1] * 20, "stop_at_soft_limit": False}
+        )  # 6 s, a 2 s hard limit
+
+        failed = wait_for_status(client, stubborn, "failed", timeout=20)
+        next_job = enqueue(client, "/jobs/add", {"x": 1, "y": 2})
+        done = wait_for_status(client, next_job, "succeeded", timeout=20)
+
+        assert failed["error"].startswith("TimeLimitExceeded: ")
+        assert done["result"] == 3
+        assert f"Hard time limit (2.0s) exceeded for stage3_retries.tasks.generate_report[{failed['job_id']}]" in (
+            prefork_worker.output()
+        )
+        # The hard limit reports the failure twice (task_failure fires twice); the dead letter is kept once.
+        assert [letter["job_id"] for letter in client.get("/dead-letters").json()] == [failed["job_id"]]
 
 
 def test_the_solo_pool_ignores_both_time_limits(stage: CeleryStage, client: httpx.Client) -> None:
