@@ -1,0 +1,280 @@
+"""The job API of stage 3, mounted once per library: the same routes and the same answers,
+whichever library runs the jobs. Each library plugs in through a `JobBackend`
+(jobs.py for Celery, rq_jobs.py for RQ, dramatiq_jobs.py for Dramatiq).
+"""
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
+from pydantic import BaseModel, Field
+from redis import Redis, RedisError
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Part of the stage4_rq_dramatiq package; in a flat project: from config import settings
+from .config import settings
+from .uploads import stored_image
+
+logger = logging.getLogger(__name__)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class Progress(BaseModel):
+    current: int
+    total: int
+
+
+JobState = Literal["queued", "scheduled", "started", "progress", "retrying", "succeeded", "failed"]
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    status: JobState
+    backend_status: str  # the library's own name for the state: PENDING (Celery), finished (RQ), ...
+    attempts: int | None = None  # how many times a worker started it, redeliveries included
+    run_at: datetime | None = None  # when a scheduled job is due
+    result: Any = None
+    error: str | None = None
+    progress: Progress | None = None
+
+
+class DeadLetter(BaseModel):
+    job_id: str
+    task: str
+    args: list[Any]
+    error: str
+    attempts: int
+    failed_at: str
+
+
+class Event(BaseModel):
+    type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class AddRequest(BaseModel):
+    x: int
+    y: int
+    # Run it later; a countdown must end before the visibility timeout (see config.py).
+    delay_seconds: float = Field(0, ge=0, le=settings.longest_delay_seconds)
+
+
+class ReportRequest(BaseModel):
+    rows: list[float] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # False shows a task that swallows its soft time limit (Celery only: the others have no soft limit).
+    stop_at_soft_limit: bool = True
+
+
+# The jobs every library runs, by the job API's names for them.
+Task = Literal["add", "report", "welcome", "webhook", "thumbnail"]
+
+
+class JobBackend(Protocol):
+    """What a library does for the job API. Each raises RedisTrouble (via redis_errors_as_503) when Redis fails."""
+
+    name: str  # the URL prefix: celery, rq, dramatiq
+
+    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None: ...
+
+    def status(self, job_id: str) -> JobStatus | None: ...
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+
+    def replay(self, job_id: str) -> str | None:
+        """Run a dead letter's job again; the id to follow (new, or the same where the library keeps it)."""
+
+    def delete_dead_letter(self, job_id: str) -> bool: ...
+
+
+# The API's own Redis, for Idempotency-Keys: the same for every library.
+idempotency_store = Redis.from_url(
+    settings.redis_url,
+    socket_connect_timeout=settings.redis_timeout_seconds,
+    socket_timeout=settings.redis_timeout_seconds,
+)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    fingerprint: str  # of the request: the same key with another request is refused
+
+
+async def idempotency(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(pattern=r"^[\x21-\x7e]{1,255}$")] = None,
+) -> Idempotency | None:
+    """The optional Idempotency-Key header: 1 to 255 visible characters, else 422."""
+    if idempotency_key is None:
+        return None
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    if not request.headers.get("content-type", "").startswith("multipart/"):
+        digest.update(await request.body())  # an upload's bytes were read (and limited) by stored_image
+    return Idempotency(idempotency_key, digest.hexdigest())
+
+
+IdempotencyKey = Annotated[Idempotency | None, Depends(idempotency)]
+UserId = Annotated[int, Path(gt=0, description="A positive user id")]
+
+
+def job_api(backend: JobBackend) -> APIRouter:
+    """The job API's routes for one library, under /<library>."""
+    router = APIRouter(prefix=f"/{backend.name}", tags=[backend.name])
+
+    def submit(
+        task: Task, args: list[Any], response: Response, key: Idempotency | None, delay: float = 0
+    ) -> JobAccepted:
+        return enqueue(backend, task, args, response, key, delay)
+
+    # 202 Accepted, not 200: the work is accepted now and done later, by a worker.
+    @router.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
+    def welcome_user(user_id: UserId, response: Response, key: IdempotencyKey) -> JobAccepted:
+        return submit("welcome", [user_id, f"user{user_id}@example.com"], response, key)
+
+    @router.post("/events", status_code=status.HTTP_202_ACCEPTED)
+    def publish_event(event: Event, response: Response, key: IdempotencyKey) -> JobAccepted:
+        return submit("webhook", [event.model_dump()], response, key)
+
+    @router.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
+    def enqueue_add(request: AddRequest, response: Response, key: IdempotencyKey) -> JobAccepted:
+        return submit("add", [request.x, request.y], response, key, request.delay_seconds)
+
+    @router.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
+    def enqueue_report(request: ReportRequest, response: Response, key: IdempotencyKey) -> JobAccepted:
+        return submit("report", [request.rows, request.stop_at_soft_limit], response, key)
+
+    # The message carries the stored file's name, never its bytes (see uploads.py).
+    @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED)
+    def enqueue_thumbnail(
+        stored_name: Annotated[str, Depends(stored_image)], response: Response, key: IdempotencyKey
+    ) -> JobAccepted:
+        return submit("thumbnail", [stored_name], response, key)
+
+    # A job id is a UUID: anything else is answered 422, naming job_id, and never reaches Redis.
+    @router.get("/jobs/{job_id}", response_model_exclude_none=True)
+    def get_job(job_id: UUID) -> JobStatus:
+        job = backend.status(str(job_id))
+        if job is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}: it was never issued, or it has expired.")
+        return job
+
+    @router.get("/dead-letters")
+    def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
+        """The jobs that failed for good, newest first."""
+        return backend.dead_letters(limit)
+
+    @router.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+    def replay_dead_letter(job_id: UUID, response: Response) -> JobAccepted:
+        """Run the job again: a new job id where the library allows it (the answer says which id to follow)."""
+        to_follow = backend.replay(str(job_id))
+        if to_follow is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+        return accepted(to_follow, response, backend)
+
+    @router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+    def delete_dead_letter(job_id: UUID) -> None:
+        if not backend.delete_dead_letter(str(job_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+
+    return router
+
+
+def enqueue(
+    backend: JobBackend, task: Task, args: list[Any], response: Response, key: Idempotency | None, delay: float
+) -> JobAccepted:
+    """Claim the Idempotency-Key (if any), then have the library enqueue the job under a new id."""
+    job_id = str(uuid4())
+    if key is not None:
+        earlier = claim_idempotency_key(backend, key, job_id)
+        if earlier is not None:
+            return accepted(earlier, response, backend)
+    try:
+        backend.enqueue(task, args, job_id, delay)
+    except RedisTrouble as trouble:
+        if key is not None and not trouble.timed_out:
+            # The job was not made: let a retry with the same key make it. (After a timeout
+            # it may have been, so the key keeps pointing at it.)
+            with suppress(RedisError):
+                idempotency_store.delete(idempotency_key_name(backend, key))
+        raise
+    return accepted(job_id, response, backend)
+
+
+def accepted(job_id: str, response: Response, backend: JobBackend) -> JobAccepted:
+    status_url = f"/{backend.name}/jobs/{job_id}"
+    response.headers["Location"] = status_url
+    return JobAccepted(job_id=job_id, status_url=status_url)
+
+
+def idempotency_key_name(backend: JobBackend, key: Idempotency) -> str:
+    return f"idempotency-key:{backend.name}:{hashlib.sha256(key.key.encode()).hexdigest()}"
+
+
+def claim_idempotency_key(backend: JobBackend, key: Idempotency, job_id: str) -> str | None:
+    """Claim the key for this job (SET NX: one request wins), or return the job that has it."""
+    name = idempotency_key_name(backend, key)
+    with redis_errors_as_503(settings.redis_url):
+        if idempotency_store.set(name, f"{key.fingerprint} {job_id}", nx=True, ex=settings.idempotency_ttl_seconds):
+            return None
+        earlier = idempotency_store.get(name)
+    fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")
+    if fingerprint != key.fingerprint:
+        # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.
+        problem = "This Idempotency-Key was used with another request: use a new key for a new request."
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"type": "idempotency_key_reused", "loc": ["header", "idempotency-key"], "msg": problem}],
+        )
+    return earlier_job_id
+
+
+class RedisTrouble(HTTPException):
+    """A 503 for a Redis call that failed; timed_out: Redis may have done it, but did not answer."""
+
+    def __init__(self, detail: str, timed_out: bool) -> None:
+        super().__init__(status.HTTP_503_SERVICE_UNAVAILABLE, detail)
+        self.timed_out = timed_out
+
+
+@contextmanager
+def redis_errors_as_503(url: str | None, *library_errors: type[Exception]) -> Iterator[None]:
+    """Turn a failed Redis call into a 503 that says what went wrong, and log the cause.
+
+    ``library_errors``: a library's own wrappers of Redis errors (kombu's OperationalError);
+    their cause is the Redis error.
+    """
+    try:
+        yield
+    except (RedisError, *library_errors) as error:
+        where = f"The job queue (Redis at {without_password(url or '')})"
+        cause = error if isinstance(error, RedisError) else (error.__cause__ or error.__context__ or error)
+        timed_out = isinstance(cause, RedisTimeoutError | TimeoutError)
+        if timed_out:
+            detail = f"{where} did not answer within {settings.redis_timeout_seconds:g} s: try again later."
+        elif isinstance(cause, RedisConnectionError | OSError) and not isinstance(cause, AuthenticationError):
+            detail = f"{where} is not reachable: is Redis running there, and is REDIS_URL right?"
+        else:
+            detail = f"{where} answered with an error: {error}"
+        logger.warning("%s The cause: %s: %s", detail, type(cause).__name__, cause)
+        raise RedisTrouble(detail, timed_out) from error
+
+
+def without_password(url: str) -> str:
+    """The URL fit for a message or a log: its password masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":**@", 1)

@@ -1,0 +1,135 @@
+"""The job API's backend for RQ: a queue in Redis, a job hash per job, registries for the rest.
+
+The worker: rq worker --with-scheduler --url $REDIS_URL --serializer rq.serializers.JSONSerializer default
+(--with-scheduler runs the scheduler that enqueues delayed jobs and retries with an interval).
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.job import JobStatus as RqStatus
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+# Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
+from . import rq_tasks
+from .api import DeadLetter, JobStatus, Progress, Task, redis_errors_as_503
+from .config import settings
+from .work import backoff_seconds
+
+QUEUE = "default"
+# `connection=` everywhere: RQ 2 removed the seed's `with Connection(...)`.
+connection = Redis.from_url(
+    settings.redis_url,
+    socket_connect_timeout=settings.redis_timeout_seconds,
+    socket_timeout=settings.redis_timeout_seconds,
+)
+# JSON, not RQ's default pickle: the worker must be started with the same --serializer.
+queue = Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+failed_jobs = FailedJobRegistry(queue=queue)
+
+FUNCTIONS = {
+    "add": rq_tasks.add,
+    "report": rq_tasks.generate_report,
+    "welcome": rq_tasks.send_welcome_email,
+    "webhook": rq_tasks.deliver_webhook,
+    "thumbnail": rq_tasks.make_thumbnail,
+}
+TASK_OF_FUNCTION: dict[str, Task] = {f"{f.__module__}.{f.__name__}": task for task, f in FUNCTIONS.items()}
+
+
+def retries(task: Task) -> Retry | None:
+    """RQ's retries: fixed waits (whole seconds), drawn now with full jitter, one per retry."""
+    count = {"webhook": settings.webhook_max_retries, "welcome": settings.email_max_retries}.get(task)
+    if count is None:
+        return None
+    return Retry(max=count, interval=[round(backoff_seconds(n)) for n in range(count)])
+
+
+class RqJobs:
+    name = "rq"
+
+    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
+        options: dict[str, Any] = {
+            "job_id": job_id,
+            "retry": retries(task),
+            "result_ttl": settings.result_expires_seconds,
+            "job_timeout": settings.report_time_limit_seconds if task == "report" else None,
+        }
+        with redis_errors_as_503(settings.redis_url):
+            if delay_seconds:
+                queue.enqueue_in(timedelta(seconds=delay_seconds), FUNCTIONS[task], *args, **options)
+            else:
+                queue.enqueue(FUNCTIONS[task], *args, **options)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        with redis_errors_as_503(settings.redis_url):
+            try:
+                job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            except NoSuchJobError:
+                return None
+            state = job.get_status()
+            last = job.latest_result()
+            progress = job.get_meta(refresh=False).get("progress")
+            scheduled_for = queue.scheduled_job_registry.get_scheduled_time(job) if state == "scheduled" else None
+        retried = job.number_of_retries or 0
+        job_status = JobStatus(job_id=job_id, status="queued", backend_status=state.value)
+        if state in (RqStatus.STARTED, RqStatus.FINISHED, RqStatus.FAILED) or retried:
+            job_status.attempts = retried + 1 if state != RqStatus.FAILED or retried else 1
+        if state == RqStatus.FINISHED:
+            job_status.status, job_status.result = "succeeded", job.return_value()
+        elif state == RqStatus.FAILED:
+            job_status.status, job_status.error = "failed", last_error(last)
+        elif state == RqStatus.STARTED:
+            job_status.status = "progress" if progress else "started"
+            job_status.progress = Progress(**progress) if progress else None
+        elif retried:  # queued or scheduled again after a failed attempt
+            job_status.status, job_status.error = "retrying", last_error(last)
+        elif state == RqStatus.SCHEDULED:
+            job_status.status, job_status.run_at = "scheduled", scheduled_for
+        return job_status
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """RQ's FailedJobRegistry is the dead-letter list: failed jobs wait there (a year by default)."""
+        with redis_errors_as_503(settings.redis_url):
+            job_ids = failed_jobs.get_job_ids(0, limit - 1, desc=True)
+            jobs = [job for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer) if job]
+        return [
+            DeadLetter(
+                job_id=job.id,
+                task=job.func_name,
+                args=list(job.args),
+                error=last_error(job.latest_result()) or "",
+                attempts=(job.number_of_retries or 0) + 1,
+                failed_at=(job.ended_at or datetime.now(UTC)).replace(tzinfo=UTC).isoformat(timespec="seconds"),
+            )
+            for job in jobs
+        ]
+
+    def replay(self, job_id: str) -> str | None:
+        """RQ requeues the failed job itself: the same id, to follow as before."""
+        with redis_errors_as_503(settings.redis_url):
+            if job_id not in failed_jobs:
+                return None
+            failed_jobs.requeue(job_id)
+        return job_id
+
+    def delete_dead_letter(self, job_id: str) -> bool:
+        with redis_errors_as_503(settings.redis_url):
+            if job_id not in failed_jobs:
+                return False
+            failed_jobs.remove(job_id, delete_job=True)
+        return True
+
+
+def last_error(result: Any) -> str | None:
+    """The last line of a failed attempt's traceback, as 'Type: message' (without the module path)."""
+    if result is None or not result.exc_string:
+        return None
+    line = result.exc_string.strip().splitlines()[-1]
+    kind, _, message = line.partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}: {message}" if message else kind.rsplit(".", 1)[-1]
