@@ -75,6 +75,8 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         self._open.set()
         self._deliveries: Counter[tuple[str, str | None]] = Counter()  # (path, Idempotency-Key) -> count
         self._deliveries_lock = threading.Lock()
+        self._script: tuple[int, int] | None = None  # (failures, status) of fail_first / fail_always
+        self._scripted: Counter[str | None] = Counter()  # Idempotency-Key -> deliveries since fail_first
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
@@ -150,6 +152,8 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         return answer
 
     def _answer_for(self, request: ReceivedRequest) -> Answer:
+        if self._script is not None:
+            return self._scripted_answer(request)
         parts = urlsplit(request.path)
         path = parts.path.rstrip("/")
         query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
@@ -174,6 +178,31 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         if FAILING_PATH.fullmatch(path):
             return Answer(404, {"error": f"no such failure: {parts.path}; {USAGE}"})
         return Answer(200, {"received": True})
+
+    # Failing on purpose without a new URL: for a worker started once, pointed at /webhook --------------
+
+    def fail_first(self, failures: int, status: int = 503) -> None:
+        """From now on, on every path: the first ``failures`` deliveries of each Idempotency-Key fail."""
+        with self._deliveries_lock:
+            self._script = (failures, status)
+            self._scripted.clear()
+
+    def fail_always(self, status: int = 500) -> None:
+        """From now on, every delivery fails with ``status`` (a receiver that is down), until heal()."""
+        self.fail_first(10**9, status)
+
+    def heal(self) -> None:
+        """Back to answering by path (200 on /webhook): the receiver is fixed."""
+        with self._deliveries_lock:
+            self._script = None
+
+    def _scripted_answer(self, request: ReceivedRequest) -> Answer:
+        failures, status = self._script
+        self._scripted[request.idempotency_key] += 1
+        delivery = self._scripted[request.idempotency_key]
+        if delivery <= failures:
+            return Answer(status, {"received": True, "error": f"failing on purpose: delivery {delivery}"})
+        return Answer(200, {"received": True, "delivery": delivery})
 
     def start(self) -> WebhookReceiver:
         self._thread.start()

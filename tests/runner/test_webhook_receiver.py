@@ -140,3 +140,20 @@ def test_a_held_request_gets_its_failing_answer_after_release(webhook_receiver: 
     thread.join(timeout=10)
     assert statuses == [503]
     webhook_receiver.wait_for_event("answered")
+
+
+def test_a_receiver_told_to_fail_fails_on_every_path_until_it_is_healed() -> None:
+    with WebhookReceiver() as receiver:
+        receiver.fail_first(2)
+        statuses = [
+            httpx.post(receiver.url, headers={"Idempotency-Key": "a"}, timeout=10).status_code for _ in range(3)
+        ]
+        other_key = httpx.post(receiver.url, headers={"Idempotency-Key": "b"}, timeout=10).status_code
+        receiver.fail_always(500)
+        down = httpx.post(f"{receiver.url}/anything", headers={"Idempotency-Key": "a"}, timeout=10).status_code
+        receiver.heal()
+        healed = httpx.post(receiver.url, headers={"Idempotency-Key": "a"}, timeout=10).status_code
+
+    assert statuses == [503, 503, 200]
+    assert other_key == 503
+    assert (down, healed) == (500, 200)
