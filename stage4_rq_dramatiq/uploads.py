@@ -1,0 +1,203 @@
+"""Image uploads and thumbnails, the same for Celery, RQ and Dramatiq.
+
+The seed did `open(f"/tmp/{file.filename}", "wb").write(await file.read())`: the client chose
+the path (`../../etc/passwd`), any size was read into memory, and anything called `.png` was
+trusted. Here, before any job exists:
+- the server names the file (a random name, with the extension of the format it detected);
+- the body is counted while it arrives, and reading stops at UPLOAD_MAX_BYTES (413);
+- the bytes decide what the file is (415), and an image too large once decoded is refused (422).
+A job then carries the stored file's name, never its bytes: every worker must see the same
+UPLOAD_DIR (on other machines, shared storage).
+"""
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from PIL import Image, ImageOps
+
+from .config import settings
+
+# The formats taken, and the extension each is stored under. Image.open tries only these decoders:
+# Pillow knows dozens more (its EPS decoder runs Ghostscript), and an upload has no business reaching them.
+EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp"}
+
+# The most pixels an upload may decode to (a 6000x4000 camera photo has 24 million). A decoded pixel
+# takes up to 4 bytes, so this keeps a job under about 100 MB. Pillow's own limit is far higher
+# (89 million, and below twice that only a warning): a 30 KB file could take 700 MB in a worker.
+MAX_IMAGE_PIXELS = 25_000_000
+
+# The form around the file (boundary lines, part headers) may add this much to the body.
+FORM_OVERHEAD_BYTES = 16 * 1024
+
+# Checked with fullmatch: re.match(r"...$") would also take a name that ends in a newline.
+STORED_NAME = re.compile(r"[0-9a-f]{32}\.(?:png|jpg|gif|webp)")
+THUMBNAIL_NAME = re.compile(r"[0-9a-f]{32}\.png")
+
+# For /docs: stored_image reads the form itself (to count its bytes), so FastAPI cannot describe it.
+UPLOAD_FORM_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                }
+            }
+        },
+    }
+}
+
+
+class NotAnImage(ValueError):
+    """The bytes are not an image of a format this server takes."""
+
+
+class ImageTooLarge(ValueError):
+    """The image would decode to more pixels than MAX_IMAGE_PIXELS."""
+
+
+def upload_dir() -> Path:
+    return Path(settings.upload_dir)
+
+
+def thumbnail_dir() -> Path:
+    return upload_dir() / "thumbnails"
+
+
+def open_image(file: IO[bytes]) -> Image.Image:
+    """Open an image for reading: Image.open reads the header only, so nothing large is decoded yet."""
+    try:
+        image = Image.open(file, formats=list(EXTENSIONS))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own check, for images far over ours (a warning becomes an error under `python -W error`).
+        raise ImageTooLarge(f"The image decodes to more than {MAX_IMAGE_PIXELS} pixels, the most taken.") from None
+    except (OSError, SyntaxError, ValueError) as error:  # UnidentifiedImageError, or a header Pillow cannot read
+        raise NotAnImage("The file is not a PNG, JPEG, GIF or WebP image (judged by its bytes).") from error
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise ImageTooLarge(
+            f"The image is {width}x{height} pixels once decoded; the most taken is {MAX_IMAGE_PIXELS} pixels."
+        )
+    return image
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"The file is larger than {settings.upload_max_bytes} bytes, the most this server takes.",
+    )
+
+
+def _counting_body(request: Request, limit: int) -> Request:
+    """The same request, whose body stops with a 413 as soon as more than ``limit`` bytes have come in."""
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large()
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _check_and_store(file: IO[bytes]) -> str:
+    size = file.seek(0, os.SEEK_END)
+    if size > settings.upload_max_bytes:
+        raise _too_large()
+    if size == 0:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The file is empty: send a PNG, JPEG, GIF or WebP.")
+    file.seek(0)
+    try:
+        with open_image(file) as image:
+            # A JPEG with more than one picture in it (some cameras make them) opens as "MPO".
+            image_format = "JPEG" if image.format == "MPO" else image.format
+    except NotAnImage as error:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error)) from None
+    except ImageTooLarge as error:
+        # 422, not 413 (the bytes are within the limit) nor 415 (it is an image): it is the content we refuse.
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    # The client's filename plays no part: a random name, the extension of what the bytes are.
+    stored_name = uuid.uuid4().hex + EXTENSIONS[image_format]
+    upload_dir().mkdir(parents=True, exist_ok=True)
+    file.seek(0)
+    with open(upload_dir() / stored_name, "xb") as stored:  # "x": a new file, never an overwrite
+        shutil.copyfileobj(file, stored)
+    return stored_name
+
+
+async def stored_image(request: Request) -> str:
+    """The multipart field `file`, checked and stored under a name of the server's: that name.
+
+    Starlette's form parser reads the whole body before an `UploadFile` parameter is filled in,
+    so this dependency reads the form itself, from a body that counts its bytes.
+    """
+    body_limit = settings.upload_max_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > body_limit:
+        raise _too_large()  # said in advance: refused before a byte is read
+    # A chunked body has no Content-Length: it is stopped where it crosses the limit.
+    form = await _counting_body(request, body_limit).form(max_files=1, max_fields=10)
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            message = "Field required" if upload is None else "Must be a file (a part with a filename)"
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": message, "input": None}])
+        # Disk and Pillow calls block: a thread keeps the event loop free.
+        return await run_in_threadpool(_check_and_store, upload.file)
+    finally:
+        await form.close()
+
+
+StoredImage = Annotated[str, Depends(stored_image)]
+
+
+def make_thumbnail(stored_name: str) -> dict[str, Any]:
+    """Make the PNG thumbnail of a stored upload (each library's task calls this, in a worker)."""
+    # The name comes from a message: checked like any input, so no message makes a worker open another path.
+    if not STORED_NAME.fullmatch(stored_name):
+        raise ValueError(f"{stored_name!r} is not the name of a stored upload.")
+    size = settings.thumbnail_size
+    with open(upload_dir() / stored_name, "rb") as file, open_image(file) as image:
+        # A camera stores a photo taken upright as it was shot, with an EXIF tag that says how to turn it.
+        thumbnail = ImageOps.exif_transpose(image)
+    thumbnail.thumbnail((size, size))  # keeps the proportions, never enlarges
+    if thumbnail.mode == "CMYK":  # a print-ready JPEG: PNG has no CMYK
+        thumbnail = thumbnail.convert("RGB")
+    name = Path(stored_name).stem + ".png"
+    folder = thumbnail_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written under another name, then renamed: GET never serves half a file, and a retried job replaces it.
+    partial = folder / f".{uuid.uuid4().hex}.partial"
+    try:
+        thumbnail.save(partial, format="PNG")
+        partial.replace(folder / name)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"thumbnail_url": f"/thumbnails/{name}", "width": thumbnail.width, "height": thumbnail.height}
+
+
+router = APIRouter()
+
+
+@router.get("/thumbnails/{name}", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def get_thumbnail(name: str) -> FileResponse:
+    # Only names this server gives out, and only in the thumbnails folder: a name with /, \ or ..
+    # (however it was encoded) does not match, and never reaches the file system.
+    if not THUMBNAIL_NAME.fullmatch(name) or not (thumbnail_dir() / name).is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such thumbnail.")
+    return FileResponse(thumbnail_dir() / name, media_type="image/png")
