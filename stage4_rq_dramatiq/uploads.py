@@ -31,7 +31,7 @@ EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp"}
 
 # The most pixels an upload may decode to (a 6000x4000 camera photo has 24 million). A decoded pixel
 # takes up to 4 bytes, so this keeps a job under about 100 MB. Pillow's own limit is far higher
-# (89 million, and below twice that only a warning): a 30 KB file could take 700 MB in a worker.
+# (89 million, and below twice that only a warning): a PNG of under 1 MB could take 700 MB in a worker.
 MAX_IMAGE_PIXELS = 25_000_000
 
 # The form around the file (boundary lines, part headers) may add this much to the body.
@@ -117,7 +117,7 @@ def _counting_body(request: Request, limit: int) -> Request:
 
 def _check_and_store(file: IO[bytes]) -> str:
     size = file.seek(0, os.SEEK_END)
-    if size > settings.upload_max_bytes:
+    if size > settings.upload_max_bytes:  # exactly, now: the body's limit left room for the form around the file
         raise _too_large()
     if size == 0:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The file is empty: send a PNG, JPEG, GIF or WebP.")
@@ -154,9 +154,11 @@ async def stored_image(request: Request) -> str:
     form = await _counting_body(request, body_limit).form(max_files=1, max_fields=10)
     try:
         upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            message = "Field required" if upload is None else "Must be a file (a part with a filename)"
-            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": message, "input": None}])
+        if upload is None:
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": "Field required"}])
+        if isinstance(upload, str):
+            message = "Must be a file (a part with a filename)"
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "file"), "msg": message}])
         # Disk and Pillow calls block: a thread keeps the event loop free.
         return await run_in_threadpool(_check_and_store, upload.file)
     finally:
@@ -173,7 +175,7 @@ def make_thumbnail(stored_name: str) -> dict[str, Any]:
         raise ValueError(f"{stored_name!r} is not the name of a stored upload.")
     size = settings.thumbnail_size
     with open(upload_dir() / stored_name, "rb") as file, open_image(file) as image:
-        # A camera stores a photo taken upright as it was shot, with an EXIF tag that says how to turn it.
+        # A camera saves a photo as its sensor saw it, with an EXIF tag that says how to turn it upright.
         thumbnail = ImageOps.exif_transpose(image)
     thumbnail.thumbnail((size, size))  # keeps the proportions, never enlarges
     if thumbnail.mode == "CMYK":  # a print-ready JPEG: PNG has no CMYK

@@ -231,7 +231,7 @@ def test_get_thumbnails_serves_a_thumbnail_as_image_png(server: Server, uploaded
         "/thumbnails/%2Fetc%2Fpasswd",
         "/thumbnails//etc/passwd",
         "/thumbnails/{STEM}.png",  # not a name the server gives out
-        "/thumbnails/{stem}.png%0A",  # fullmatch: `$` would take a final newline
+        "/thumbnails/{stem}.png%0A",  # a good name, and a newline
         "/thumbnails/{stem}.jpg",
         "/thumbnails/" + "0" * 32 + ".png",  # a well-formed name of no thumbnail
     ],
