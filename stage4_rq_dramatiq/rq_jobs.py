@@ -54,9 +54,12 @@ class RqJobs:
     name = "rq"
 
     def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
+        retry = retries(task)
         options: dict[str, Any] = {
             "job_id": job_id,
-            "retry": retries(task),
+            "retry": retry,
+            # RQ counts the retries left, not the attempts made: keep the total to count them.
+            "meta": {"max_retries": retry.max if retry else 0},
             "result_ttl": settings.result_expires_seconds,
             "job_timeout": settings.report_time_limit_seconds if task == "report" else None,
         }
@@ -76,10 +79,10 @@ class RqJobs:
             last = job.latest_result()
             progress = job.get_meta(refresh=False).get("progress")
             scheduled_for = queue.scheduled_job_registry.get_scheduled_time(job) if state == "scheduled" else None
-        retried = job.number_of_retries or 0
+        retried = retries_made(job)
         job_status = JobStatus(job_id=job_id, status="queued", backend_status=state.value)
         if state in (RqStatus.STARTED, RqStatus.FINISHED, RqStatus.FAILED) or retried:
-            job_status.attempts = retried + 1 if state != RqStatus.FAILED or retried else 1
+            job_status.attempts = retried + 1
         if state == RqStatus.FINISHED:
             job_status.status, job_status.result = "succeeded", job.return_value()
         elif state == RqStatus.FAILED:
@@ -104,7 +107,7 @@ class RqJobs:
                 task=job.func_name,
                 args=list(job.args),
                 error=last_error(job.latest_result()) or "",
-                attempts=(job.number_of_retries or 0) + 1,
+                attempts=retries_made(job) + 1,
                 failed_at=(job.ended_at or datetime.now(UTC)).replace(tzinfo=UTC).isoformat(timespec="seconds"),
             )
             for job in jobs
@@ -124,6 +127,13 @@ class RqJobs:
                 return False
             failed_jobs.remove(job_id, delete_job=True)
         return True
+
+
+def retries_made(job: Job) -> int:
+    """How many times RQ has retried the job (a redelivery after a crash is not counted: RQ has none)."""
+    if job.retries_left is None:
+        return 0
+    return job.meta.get("max_retries", 0) - job.retries_left
 
 
 def last_error(result: Any) -> str | None:

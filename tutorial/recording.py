@@ -28,6 +28,12 @@ class Recorder(Generic[Item]):
             self.received.append(item)
             self.events.append(event)
 
+    def clear(self) -> None:
+        """Forget what was received and noted so far (a service shared by several tests)."""
+        with self._lock:
+            self.received.clear()
+            self.events.clear()
+
     def count(self, event: str) -> int:
         with self._lock:
             return self.events.count(event)

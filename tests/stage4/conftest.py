@@ -1,0 +1,106 @@
+"""Stage 4 fixtures: the API on the suite's own Redis, and a worker per library started from the
+stage's Procfile, as a learner starts them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.procfile import procfile_process
+from tutorial.mail import SmtpSink
+from tutorial.processes import ManagedProcess, UvicornServer
+from tutorial.redis_server import RedisService, with_database
+from tutorial.webhooks import WebhookReceiver
+
+STAGE = "stage4_rq_dramatiq"
+LIBRARIES = ["celery", "rq", "dramatiq"]
+QUEUE_DB = 4
+MAX_RETRIES = 2  # of every retried task in the tests: 3 attempts in all
+# What each library's worker prints when it is ready to take jobs.
+READY = {"celery": " ready.", "rq": "Listening on default", "dramatiq": "Worker process is ready for action."}
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[tuple[SmtpSink, WebhookReceiver]]:
+    """One mail catcher and one webhook receiver for the stage's workers (reset before each test)."""
+    with SmtpSink() as mail, WebhookReceiver() as hooks:
+        yield mail, hooks
+
+
+@pytest.fixture(scope="session")
+def stage_env(private_redis: RedisService, services, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of every stage-4 process in the tests: quick tasks and retries, the private Redis."""
+    mail, hooks = services
+    return {
+        "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
+        "SMTP_HOST": mail.host,
+        "SMTP_PORT": str(mail.port),
+        "WEBHOOK_URL": hooks.url,
+        "ADD_DELAY_SECONDS": "0",
+        "REPORT_STEP_SECONDS": "0.3",
+        "WEBHOOK_MAX_RETRIES": str(MAX_RETRIES),
+        "EMAIL_MAX_RETRIES": str(MAX_RETRIES),
+        "RETRY_BACKOFF_SECONDS": "0.05",
+        "RETRY_BACKOFF_MAX_SECONDS": "1",
+        "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
+    }
+
+
+@pytest.fixture(scope="session")
+def api_url(stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with UvicornServer(
+        f"{STAGE}.main:app", env={**os.environ, **stage_env}, log_dir=tmp_path_factory.mktemp("api")
+    ) as api:
+        yield api.base_url
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def mail(services) -> SmtpSink:
+    mail, _ = services
+    mail.clear()
+    return mail
+
+
+@pytest.fixture
+def receiver(services) -> Iterator[WebhookReceiver]:
+    _, hooks = services
+    hooks.heal()
+    hooks.clear()
+    yield hooks
+    hooks.heal()
+
+
+@pytest.fixture
+def stage_redis(stage_env: dict[str, str]) -> Iterator[redis.Redis]:
+    """The stage's Redis database. Not flushed between tests: the workers of a module keep their
+    registrations there (Celery's queue bindings, RQ's worker keys); each test follows its own jobs."""
+    with redis.Redis.from_url(stage_env["REDIS_URL"]) as client:
+        yield client
+
+
+@pytest.fixture
+def start_worker(
+    stage_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., ManagedProcess]:
+    """Start a library's worker from the Procfile and wait until it is ready; stopped at the end of the test."""
+
+    def start(library: str, **env: str) -> ManagedProcess:
+        worker = procfile_process(STAGE, library, {**stage_env, **env}, tmp_path)
+        worker.name = f"{library}-{len(list(tmp_path.glob('*.log')))}"
+        request.addfinalizer(worker.stop)
+        worker.start()
+        worker.wait_for_output(READY[library], timeout=30)
+        return worker
+
+    return start
