@@ -63,7 +63,9 @@ class JobStates(Middleware):
             error = f"{type(exception).__name__}: {exception}"
             failed_at = datetime.now(UTC).isoformat(timespec="seconds")
             status = "failed" if message.failed else "retrying"
-            self.record(message.message_id, status=status, error=error, failed_at=failed_at)
+            # The Redis broker keys a message by an id of its own (in the dead-letter queue too).
+            redis_id = message.options.get("redis_message_id")
+            self.record(message.message_id, status=status, error=error, failed_at=failed_at, redis_id=redis_id)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         self.record(message.message_id, status="failed", error="skipped (too old, or cancelled)")

@@ -70,53 +70,58 @@ class DramatiqJobs:
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         with redis_errors_as_503(settings.redis_url):
-            job_ids = [job_id.decode() for job_id in broker.client.zrevrange(DEAD_IDS, 0, limit - 1)]
-            states = [broker.client.hgetall(state_key(job_id)) for job_id in job_ids]
-            raw_messages = broker.client.hmget(DEAD_MESSAGES, job_ids) if job_ids else []
-        letters = []
-        for job_id, state, raw in zip(job_ids, states, raw_messages, strict=True):
-            if raw is None:
-                continue
-            message = dramatiq.Message.decode(raw)
-            fields = {name.decode(): json.loads(value) for name, value in state.items()}
-            letters.append(
-                DeadLetter(
-                    job_id=job_id,
-                    task=f"{message.queue_name}:{message.actor_name}",
-                    args=list(message.args),
-                    error=fields.get("error", ""),
-                    attempts=fields.get("attempts", 0),
-                    failed_at=fields.get("failed_at", ""),
-                )
+            redis_ids = broker.client.zrevrange(DEAD_IDS, 0, limit - 1)
+            dead = [dramatiq.Message.decode(raw) for raw in broker.client.hmget(DEAD_MESSAGES, redis_ids) if raw]
+            states = [self.state(message.message_id) for message in dead]
+        return [
+            DeadLetter(
+                job_id=message.message_id,
+                task=message.actor_name,
+                args=list(message.args),
+                error=state.get("error", ""),
+                attempts=state.get("attempts", 0),
+                failed_at=state.get("failed_at", ""),
             )
-        return letters
+            for message, state in zip(dead, states, strict=True)
+        ]
 
     def replay(self, job_id: str) -> str | None:
         """A new message (a new id) with the dead one's actor and arguments; the dead one is removed."""
-        # Taken in one step: of two replays at once, one gets it.
-        with redis_errors_as_503(settings.redis_url), broker.client.pipeline(transaction=True) as pipe:
-            raw, score, removed, _ = (
-                    pipe.hget(DEAD_MESSAGES, job_id).zscore(DEAD_IDS, job_id).zrem(DEAD_IDS, job_id)
-                    .hdel(DEAD_MESSAGES, job_id).execute()
-                )  # fmt: skip
-        if not removed:
+        with redis_errors_as_503(settings.redis_url):
+            taken = self.take_dead(job_id)
+        if taken is None:
             return None
+        redis_id, score, raw = taken
         new_id = str(uuid4())
         try:
             with redis_errors_as_503(settings.redis_url):
-                broker.enqueue(dramatiq.Message.decode(raw).copy(message_id=new_id, options={}))
+                # A fresh message of the same actor and arguments: the dead one's options (its retries) stay behind.
+                dead = dramatiq.Message.decode(raw)
+                broker.enqueue(
+                    broker.get_actor(dead.actor_name).message(*dead.args, **dead.kwargs).copy(message_id=new_id)
+                )
         except RedisTrouble:
             with redis_errors_as_503(settings.redis_url):  # nothing is lost: it waits for the next replay
-                broker.client.pipeline().zadd(DEAD_IDS, {job_id: score}).hset(DEAD_MESSAGES, job_id, raw).execute()
+                broker.client.pipeline().zadd(DEAD_IDS, {redis_id: score}).hset(DEAD_MESSAGES, redis_id, raw).execute()
             raise
         return new_id
 
     def delete_dead_letter(self, job_id: str) -> bool:
         with redis_errors_as_503(settings.redis_url):
-            return self.remove_dead(job_id)
+            return self.take_dead(job_id) is not None
 
-    @staticmethod
-    def remove_dead(job_id: str) -> bool:
+    def state(self, job_id: str) -> dict[str, Any]:
+        raw_state = broker.client.hgetall(state_key(job_id))
+        return {name.decode(): json.loads(value) for name, value in raw_state.items()}
+
+    def take_dead(self, job_id: str) -> tuple[str, float, bytes] | None:
+        """Remove a dead message in one step (of two replays at once, one gets it): its key, score, bytes."""
+        redis_id = self.state(job_id).get("redis_id")
+        if redis_id is None:
+            return None
         with broker.client.pipeline(transaction=True) as pipe:
-            removed, _ = pipe.zrem(DEAD_IDS, job_id).hdel(DEAD_MESSAGES, job_id).execute()
-        return bool(removed)
+            raw, score, removed, _ = (
+                pipe.hget(DEAD_MESSAGES, redis_id).zscore(DEAD_IDS, redis_id).zrem(DEAD_IDS, redis_id)
+                .hdel(DEAD_MESSAGES, redis_id).execute()
+            )  # fmt: skip
+        return (redis_id, score, raw) if removed else None

@@ -16,6 +16,7 @@ from tests.procfile import procfile_process
 from tests.stage4.conftest import LIBRARIES, MAX_RETRIES, READY, STAGE
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess
+from tutorial.waiting import wait_until
 from tutorial.webhooks import WebhookReceiver
 
 # The three workers of this module stay on one test process (pytest-xdist), started once each.
@@ -104,7 +105,12 @@ def test_a_dead_receiver_leaves_a_dead_letter_whose_replay_succeeds_once_it_is_f
     failed = wait_for_status(client, status_url, "failed", timeout=20)
     assert failed["attempts"] == MAX_RETRIES + 1
 
-    (letter,) = [letter for letter in client.get(f"/{library}/dead-letters").json() if letter["job_id"] == job_id]
+    # Dramatiq moves the message to its dead-letter queue just after it records "failed": wait for it.
+    (letter,) = wait_until(
+        lambda: [letter for letter in client.get(f"/{library}/dead-letters").json() if letter["job_id"] == job_id],
+        timeout=10,
+        what=f"{job_id} among the dead letters",
+    )
     assert letter["args"] == [EVENT]
     assert letter["error"] == f"WebhookFailed: {receiver.url} answered 500 Internal Server Error"
     receiver.heal()
