@@ -5,10 +5,11 @@ whichever library runs the jobs. Each library plugs in through a `JobBackend`
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
@@ -22,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from config import settings
 from .config import settings
-from .uploads import stored_image
+from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, upload_dir
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ async def idempotency(
         return None
     digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
     if not request.headers.get("content-type", "").startswith("multipart/"):
-        digest.update(await request.body())  # an upload's bytes were read (and limited) by stored_image
+        digest.update(await request.body())  # an upload's bytes count too: see enqueue_thumbnail
     return Idempotency(idempotency_key, digest.hexdigest())
 
 
@@ -157,11 +158,18 @@ def job_api(backend: JobBackend) -> APIRouter:
         return submit("report", [request.rows, request.stop_at_soft_limit], response, key)
 
     # The message carries the stored file's name, never its bytes (see uploads.py).
-    @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED)
-    def enqueue_thumbnail(
-        stored_name: Annotated[str, Depends(stored_image)], response: Response, key: IdempotencyKey
-    ) -> JobAccepted:
-        return submit("thumbnail", [stored_name], response, key)
+    @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+    def enqueue_thumbnail(stored_name: StoredImage, response: Response, key: IdempotencyKey) -> JobAccepted:
+        stored = upload_dir() / stored_name
+        if key is not None:  # the same key with another image is another request
+            key = replace(key, fingerprint=hashlib.sha256(key.fingerprint.encode() + stored.read_bytes()).hexdigest())
+        # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
+        discard = partial(stored.unlink, missing_ok=True)
+        try:
+            return enqueue(backend, "thumbnail", [stored_name], response, key, 0, on_repeat=discard)
+        except HTTPException:
+            discard()
+            raise
 
     # A job id is a UUID: anything else is answered 422, naming job_id, and never reaches Redis.
     @router.get("/jobs/{job_id}", response_model_exclude_none=True)
@@ -193,13 +201,21 @@ def job_api(backend: JobBackend) -> APIRouter:
 
 
 def enqueue(
-    backend: JobBackend, task: Task, args: list[Any], response: Response, key: Idempotency | None, delay: float
+    backend: JobBackend,
+    task: Task,
+    args: list[Any],
+    response: Response,
+    key: Idempotency | None,
+    delay: float,
+    on_repeat: Callable[[], None] | None = None,
 ) -> JobAccepted:
     """Claim the Idempotency-Key (if any), then have the library enqueue the job under a new id."""
     job_id = str(uuid4())
     if key is not None:
         earlier = claim_idempotency_key(backend, key, job_id)
         if earlier is not None:
+            if on_repeat is not None:
+                on_repeat()
             return accepted(earlier, response, backend)
     try:
         backend.enqueue(task, args, job_id, delay)

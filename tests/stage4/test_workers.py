@@ -3,11 +3,14 @@ with kill -9 mid-job, RQ without its scheduler, a repeated POST with an Idempote
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.job_api import job_status, wait_for_status
 from tests.stage4.conftest import LIBRARIES, STAGE
@@ -111,3 +114,23 @@ def test_rq_without_its_scheduler_leaves_a_delayed_job_scheduled_for_ever(
     with pytest.raises(WaitTimeout):
         wait_until(lambda: job_status(client, status_url)["status"] != "scheduled", timeout=4, what="a change")
     assert job_status(client, status_url)["backend_status"] == "scheduled"
+
+
+def test_an_upload_repeated_with_its_idempotency_key_is_one_job_and_another_image_is_refused_and_not_kept(
+    client: httpx.Client, stage_env: dict[str, str]
+) -> None:
+    def png(color: str) -> bytes:
+        image = io.BytesIO()
+        Image.new("RGB", (40, 20), color).save(image, format="PNG")
+        return image.getvalue()
+
+    headers = {"Idempotency-Key": "upload-1"}
+    first = client.post("/celery/thumbnails", files={"file": ("a.png", png("red"))}, headers=headers)
+    kept_before = sorted(Path(stage_env["UPLOAD_DIR"]).glob("*.png"))
+    again = client.post("/celery/thumbnails", files={"file": ("a.png", png("red"))}, headers=headers)
+    other = client.post("/celery/thumbnails", files={"file": ("b.png", png("blue"))}, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert other.status_code == 422
+    assert sorted(Path(stage_env["UPLOAD_DIR"]).glob("*.png")) == kept_before, "a repeated or refused upload was kept"
