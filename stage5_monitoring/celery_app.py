@@ -1,0 +1,133 @@
+"""The Celery app: the broker where jobs wait, and the result backend where their states are kept.
+
+New in stage 5: four queues, each with workers of its own, priorities, and the events Flower reads.
+One worker per queue (see the Procfile): celery -A stage5_monitoring worker -Q emails -n emails@%h --loglevel=INFO
+The periodic digest needs exactly one beat process: celery -A stage5_monitoring beat --loglevel=INFO
+"""
+
+import ssl
+import tempfile
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from celery import Celery
+from kombu import Queue
+
+# Part of the stage5_monitoring package; in a flat project: from config import settings
+from .config import settings
+
+
+def celery_redis_url(url: str) -> str:
+    """The URL as Celery and kombu spell it: they take redis:// and rediss:// as they are,
+    but a unix socket as redis+socket:///path?virtual_host=<db> (redis-py: unix:///path?db=<db>)."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    query = [("virtual_host" if name == "db" else name, value) for name, value in parse_qsl(parts.query)]
+    return f"redis+socket://{parts.path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def tls_options(url: str) -> dict[str, object] | None:
+    """rediss:// means TLS; Celery insists on being told how to check the server's certificate."""
+    if urlsplit(url).scheme != "rediss" or "ssl_cert_reqs" in url:
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+# The queues, and the one place that says which task waits in which. A task not named in
+# TASK_ROUTES waits in "default". Adding a task to a queue: one line here.
+QUEUES = ("emails", "reports", "integrations", "default")
+TASK_ROUTES = {
+    "stage5_monitoring.tasks.send_welcome_email": {"queue": "emails"},
+    "stage5_monitoring.tasks.send_digest": {"queue": "emails"},
+    "stage5_monitoring.tasks.generate_report": {"queue": "reports"},
+    "stage5_monitoring.tasks.deliver_webhook": {"queue": "integrations"},
+}
+# Priorities as the API names them, and as Celery on Redis counts them: 0 is served FIRST.
+PRIORITIES = {"high": 0, "normal": 3, "low": 6}
+DEFAULT_QUEUE = "default"
+
+
+def queue_of(task_name: str) -> str:
+    """The queue where the jobs of a task wait."""
+    return TASK_ROUTES.get(task_name, {}).get("queue", DEFAULT_QUEUE)
+
+
+broker_url = celery_redis_url(settings.redis_url)
+result_backend_url = celery_redis_url(settings.result_backend_url or settings.redis_url)
+
+celery_app = Celery(
+    "stage5_monitoring",
+    broker=broker_url,
+    backend=result_backend_url,
+    # The modules a worker imports to learn the tasks (and the dead-letter hook); without it:
+    # "Received unregistered task".
+    include=[
+        "stage5_monitoring.tasks",
+        "stage5_monitoring.dead_letters",
+        "stage5_monitoring.logs",
+        "stage5_monitoring.queues",
+    ],
+)
+
+celery_app.conf.update(
+    # JSON only: arguments and results must be plain data, and no worker ever unpickles a message.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    # Record STARTED when a worker takes a job; without it, a running job still says PENDING.
+    task_track_started=True,
+    # Forget results after this long (Celery's default is one day).
+    result_expires=settings.result_expires_seconds,
+    # A worker started before Redis keeps trying to connect (and Celery 5 stops warning about it).
+    broker_connection_retry_on_startup=True,
+    # Every Redis call of the API gets a deadline, so it can answer 503 instead of hanging:
+    # connecting and publishing to the broker...
+    broker_connection_timeout=settings.redis_timeout_seconds,
+    broker_transport_options={
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "socket_timeout": settings.redis_timeout_seconds,
+        # Publishing connects without retrying (the worker's reconnecting has settings of its own).
+        "max_retries": 0,
+        # A job taken but never acknowledged (its worker was killed) goes back to the queue
+        # after this long. It must exceed the longest job and the longest countdown.
+        "visibility_timeout": settings.visibility_timeout_seconds,
+        # How often a worker looks for such jobs: kombu's default sweep is 10 s x 10 (about
+        # every 100 s, whatever the visibility timeout); every second keeps redelivery prompt.
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        # Priorities on Redis: one list per step ("reports", "reports:3", "reports:6"), and a worker
+        # takes from the list of the smallest number first. Any priority 0-9 counts as the step below it.
+        "priority_steps": sorted(PRIORITIES.values()),
+        "sep": ":",
+    },
+    # ...and reading or writing a state in the result backend (Celery's default waits 120 s).
+    redis_socket_connect_timeout=settings.redis_timeout_seconds,
+    redis_socket_timeout=settings.redis_timeout_seconds,
+    # At least once: acknowledge a job when it is done, not when it is taken, so a job whose
+    # worker dies is redelivered (its tasks must then be safe to run twice: see tasks.py)...
+    task_acks_late=True,
+    # ...also when the worker process is killed outright (kill -9, out of memory)...
+    task_reject_on_worker_lost=True,
+    # ...and take one job at a time: a prefetched job waits, unacknowledged, behind a slow one
+    # (and a job taken early is out of the priority race: a high one posted later waits behind it).
+    worker_prefetch_multiplier=1,
+    # The queues a worker started without -Q consumes: all of them (start each worker with -Q).
+    task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+    task_default_queue=DEFAULT_QUEUE,
+    task_routes=TASK_ROUTES,
+    # A message without a priority counts as 0, the highest: every job is "normal" unless it says otherwise.
+    task_default_priority=PRIORITIES["normal"],
+    # Processes per worker; empty: one per CPU (Celery's default).
+    worker_concurrency=settings.worker_concurrency,
+    # Workers send an event for each job they receive, start, finish, retry: what Flower shows and counts.
+    worker_send_task_events=True,
+    # The periodic digest; run exactly one `celery beat`, or every digest is sent once per beat.
+    beat_schedule={
+        "send-digest": {"task": "stage5_monitoring.tasks.send_digest", "schedule": settings.digest_interval_seconds},
+    },
+    # Beat remembers when it last sent each task in a file: keep it out of the working tree.
+    beat_schedule_filename=str(Path(tempfile.gettempdir()) / "stage5_monitoring-celerybeat-schedule"),
+    broker_use_ssl=tls_options(broker_url),
+    redis_backend_use_ssl=tls_options(result_backend_url),
+)

@@ -1,0 +1,137 @@
+"""Stage 5 fixtures: the stage's four queues, its processes started from its Procfile, and quick
+retries and limits (the fixtures every Celery stage shares are in tests/celery_stage.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.celery_stage import CeleryStage, Queues, api_url, client, mail_server, stage  # noqa: F401 (fixtures)
+from tests.procfile import procfile_process
+from tutorial.mail import SmtpSink
+from tutorial.processes import ManagedProcess
+from tutorial.redis_server import RedisService, with_database
+from tutorial.webhooks import WebhookReceiver
+
+STAGE = "stage5_monitoring"
+# Stage 5 keeps its queues, results and dead letters in database 5 of the private Redis.
+QUEUE_DB = 5
+MAX_RETRIES = 2  # of every retried task in the tests: 3 attempts in all
+QUEUE_NAMES = ("emails", "reports", "integrations", "default")
+# Celery on Redis keeps a list per queue and priority step: "reports" (high), "reports:3", "reports:6".
+PRIORITY_SUFFIXES = {"high": "", "normal": ":3", "low": ":6"}
+CREDENTIALS = ("monitor", "tests-only-password")
+
+
+@pytest.fixture(scope="session")
+def stage_env(private_redis: RedisService) -> dict[str, str]:
+    """The environment of every stage-5 process in the tests: quick tasks and retries, the private Redis."""
+    return {
+        "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
+        "ADD_DELAY_SECONDS": "0",
+        "REPORT_STEP_SECONDS": "0.2",
+        "WEBHOOK_MAX_RETRIES": str(MAX_RETRIES),
+        "EMAIL_MAX_RETRIES": str(MAX_RETRIES),
+        "RETRY_BACKOFF_SECONDS": "0.05",
+        "RETRY_BACKOFF_MAX_SECONDS": "5",
+        "REPORT_SOFT_TIME_LIMIT_SECONDS": "1",
+        "REPORT_TIME_LIMIT_SECONDS": "2",
+        # One process per worker: a worker is one queue consumer that runs one job at a time.
+        "WORKER_CONCURRENCY": "1",
+        # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
+        "HEALTH_TIMEOUT_SECONDS": "0.5",
+        # A killed worker drops out of /health within 3 s (each worker notes its queues every 0.6 s).
+        "WORKER_NOTE_EXPIRY_SECONDS": "3",
+    }
+
+
+@pytest.fixture(scope="session")
+def stage_package() -> str:
+    return STAGE
+
+
+@pytest.fixture(scope="session")
+def fields_of_a_finished_job() -> dict[str, object]:
+    """Stage 5 counts the attempts of every job (stage 3) and names its queue."""
+    return {"attempts": 1, "queue": "default"}
+
+
+class StageQueues(Queues):
+    """Stage 5's database: the jobs waiting in any of its queues, at any priority."""
+
+    def waiting(self) -> int:
+        return sum(self.redis.llen(name) for name in waiting_lists())
+
+    def waiting_in(self, queue: str, priority: str = "normal") -> int:
+        return self.redis.llen(queue + PRIORITY_SUFFIXES[priority])
+
+    def drop_waiting_jobs(self) -> None:
+        """For a test that queues jobs no worker is meant to run."""
+        self.redis.delete(*waiting_lists())
+
+
+def waiting_lists() -> list[str]:
+    return [queue + suffix for queue in QUEUE_NAMES for suffix in PRIORITY_SUFFIXES.values()]
+
+
+@pytest.fixture(autouse=True)
+def queues(stage_env: dict[str, str]) -> Iterator[StageQueues]:
+    """Every test of the stage ends with its queues empty; then its database is flushed."""
+    with redis.Redis.from_url(stage_env["REDIS_URL"]) as database:
+        queues = StageQueues(database)
+        yield queues
+        left = {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}
+        database.flushdb()
+        assert left == {"waiting": 0, "unacknowledged": 0}, "the test left jobs behind"
+
+
+@pytest.fixture
+def receiver(webhook_receiver: WebhookReceiver) -> WebhookReceiver:
+    return webhook_receiver
+
+
+@pytest.fixture
+def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):  # noqa: F811 (the fixture)
+    """Point the in-process workers' WEBHOOK_URL at a URL (for example a failing path of the receiver)."""
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(stage.settings, "webhook_url", url)
+
+    return point
+
+
+@pytest.fixture
+def start(
+    stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path, request
+) -> Callable[..., ManagedProcess]:
+    """Start a line of the Procfile with the tests' services; every one is stopped at the end."""
+
+    def start_line(process_type: str, ready_text: str | None = None, **env: str) -> ManagedProcess:
+        services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
+        process = procfile_process(STAGE, process_type, {**stage_env, **services, **env}, tmp_path)
+        process.name = f"{process_type}-{len(list(tmp_path.glob('*.log')))}"
+        request.addfinalizer(process.stop)
+        process.start()
+        if ready_text:
+            process.wait_for_output(ready_text, timeout=30)
+        return process
+
+    return start_line
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """{(sample name, its labels): value} of a Prometheus text exposition, read by prometheus-client's parser."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
+    """One sample's value; the sum over the labels not given (Flower's `worker`, for example); 0 if none."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)

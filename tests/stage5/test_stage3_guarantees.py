@@ -1,0 +1,55 @@
+"""The job API contract of stages 2 and 3 still holds in stage 5, tested the same way: their own tests, run here.
+
+Pytest collects the imported test functions as tests of this module, so they use stage 5's
+fixtures (its API, its in-process workers, which consume every queue, its Redis database).
+A choice, to keep the suite quick: the code they test further (dead letters, countdowns,
+time limits) is stage 3's, unchanged, and tested there. The stage-2 test that compares a
+whole answer is rewritten below: stage 5's answer also names the job's queue.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.celery_stage import CeleryStage
+from tests.job_api import enqueue, job_status, wait_for_status
+from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
+    test_a_job_id_that_is_not_a_uuid_is_422_naming_the_field,
+    test_an_id_that_was_never_issued_is_404_although_celery_says_pending,
+    test_bad_input_is_422_naming_the_field_and_enqueues_nothing,
+    test_the_report_shows_its_progress_while_it_runs,
+    test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives,
+)
+from tests.stage3.test_idempotency import (  # noqa: F401 (collected by pytest)
+    test_the_same_key_and_body_answer_the_same_job_and_make_no_second_one,
+)
+from tests.stage3.test_retries import (  # noqa: F401 (collected by pytest)
+    test_a_flaky_webhook_succeeds_on_the_third_attempt_with_one_idempotency_key,
+)
+from tests.stage5.conftest import StageQueues
+
+
+def test_a_job_waits_as_queued_in_its_queue_until_a_worker_runs_it_then_succeeds_with_its_result(
+    stage: CeleryStage, client: httpx.Client, queues: StageQueues
+) -> None:
+    status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
+    job_id = status_url.removeprefix("/jobs/")
+
+    assert queues.waiting_in("default") == 1
+    assert job_status(client, status_url) == {
+        "job_id": job_id,
+        "status": "queued",
+        "backend_status": "PENDING",
+        "queue": "default",
+    }
+    with stage.worker():
+        done = wait_for_status(client, status_url, "succeeded")
+
+    assert done == {
+        "job_id": job_id,
+        "status": "succeeded",
+        "backend_status": "SUCCESS",
+        "queue": "default",
+        "attempts": 1,
+        "result": 5,
+    }
