@@ -22,9 +22,9 @@ from tutorial.redis_server import RedisService, find_redis_server_binary, start_
 from tutorial.waiting import wait_until
 
 # The API's deadline for any one Redis call in these tests (REDIS_TIMEOUT_SECONDS).
-REDIS_TIMEOUT = 1.0
+REDIS_TIMEOUT = 1.5
 # A client that gives up well before two of those: an API that waits twice (or retries) fails the test.
-CLIENT_DEADLINE = 1.8 * REDIS_TIMEOUT
+CLIENT_DEADLINE = 1.9 * REDIS_TIMEOUT
 A_JOB = "/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
