@@ -1,7 +1,7 @@
 """The Celery app: the broker where jobs wait, and the result backend where their states are kept.
 
 New in stage 5: four queues, each with workers of its own, priorities, and the events Flower reads.
-One worker per queue (see the Procfile): celery -A stage5_monitoring worker -Q emails -n emails@%h --loglevel=INFO
+A worker per queue, as in the Procfile: celery -A stage5_monitoring worker -Q emails -n emails@%h ...
 The periodic digest needs exactly one beat process: celery -A stage5_monitoring beat --loglevel=INFO
 """
 
@@ -118,7 +118,7 @@ celery_app.conf.update(
     task_routes=TASK_ROUTES,
     # A message without a priority counts as 0, the highest: every job is "normal" unless it says otherwise.
     task_default_priority=PRIORITIES["normal"],
-    # Processes per worker; empty: one per CPU (Celery's default).
+    # Processes per worker (WORKER_CONCURRENCY), each worker sized for its queue.
     worker_concurrency=settings.worker_concurrency,
     # Workers send an event for each job they receive, start, finish, retry: what Flower shows and counts.
     worker_send_task_events=True,

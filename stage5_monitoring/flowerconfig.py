@@ -14,9 +14,8 @@ from tornado.options import options
 # (options holds what FLOWER_... variables and the command line have set so far.)
 if not options.basic_auth or not all(":" in credential for credential in options.basic_auth):
     sys.exit(
-        "Flower refuses to start without credentials: set FLOWER_BASIC_AUTH=user:password, for example\n"
-        '  export FLOWER_BASIC_AUTH="admin:$(openssl rand -hex 12)"\n'
-        "then start it again (the same variable in the environment of `make services --flower` or honcho)."
+        "Flower refuses to start without credentials: set FLOWER_BASIC_AUTH=user:password in its environment,\n"
+        'for example: export FLOWER_BASIC_AUTH="admin:$(openssl rand -hex 12)"'
     )
 
 # Loopback only, unless FLOWER_ADDRESS says otherwise: Flower's /metrics and /healthcheck

@@ -44,8 +44,8 @@ def stage_env(private_redis: RedisService) -> dict[str, str]:
         "WORKER_CONCURRENCY": "1",
         # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
         "HEALTH_TIMEOUT_SECONDS": "0.5",
-        # A killed worker drops out of /health within 3 s (each worker notes its queues every 0.6 s).
-        "WORKER_NOTE_EXPIRY_SECONDS": "3",
+        # A killed worker drops out of /health within 2 s (each worker notes its queues every 0.4 s).
+        "WORKER_NOTE_EXPIRY_SECONDS": "2",
     }
 
 

@@ -34,7 +34,7 @@ def test_health_counts_the_workers_of_each_queue_and_drops_a_killed_one(
         "workers": {"emails": 1, "reports": 0, "integrations": 0, "default": 0},
     }
 
-    worker.kill()  # no clean-up: its note in Redis stays until it expires (3 s here)
+    worker.kill()  # no clean-up: its note in Redis stays until it expires (2 s here)
     gone = workers_when(lambda workers: workers["emails"] == 0, "the killed worker to drop out")
     assert gone["workers"] == dict.fromkeys(QUEUE_NAMES, 0)
 
