@@ -120,9 +120,13 @@ def test_flower_lists_the_running_workers_with_their_queues_and_the_tasks_they_r
     report = enqueue(system.api, "/jobs/report", {"rows": [1, 2]})
     job_ids = {wait_for_status(system.api, url, "succeeded", timeout=20)["job_id"] for url in (welcome, report)}
 
-    workers = system.flower.get("/api/workers?refresh=1", auth=CREDENTIALS).json()
-    queues_of = {name.split("@")[0]: sorted(q["name"] for q in info["active_queues"]) for name, info in workers.items()}
-    assert queues_of == {"emails": ["emails"], "reports": ["default", "reports"], "integrations": ["integrations"]}
+    def queues_of_each_worker() -> dict[str, list[str]]:
+        # refresh=1: Flower asks the workers (a broadcast), and lists those that answer within a second.
+        workers = system.flower.get("/api/workers?refresh=1", auth=CREDENTIALS).json()
+        return {name.split("@")[0]: sorted(q["name"] for q in info["active_queues"]) for name, info in workers.items()}
+
+    expected = {"emails": ["emails"], "reports": ["default", "reports"], "integrations": ["integrations"]}
+    wait_until(lambda: queues_of_each_worker() == expected, timeout=10, what="Flower to list the three workers")
 
     def tasks_seen() -> dict | None:
         tasks = system.flower.get("/api/tasks", auth=CREDENTIALS).json()
