@@ -110,6 +110,25 @@ def check_redis(report: Report) -> None:
         report.problem("no redis-server to start", NO_BINARY_HELP)
 
 
+def check_promtool(report: Report) -> None:
+    """promtool runs stage 5's alert-rule tests; without it the suite skips them (and says so)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        report.note(
+            "no promtool on PATH: the tests of stage 5's alert rules are skipped. It comes with Prometheus: "
+            "`sudo apt install prometheus` (Debian, Ubuntu), `brew install prometheus` (macOS), or the "
+            "release archive of https://prometheus.io/download/"
+        )
+        return
+    try:
+        version = subprocess.run([promtool, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        report.problem(f"{promtool} does not run ({error})", "reinstall Prometheus, or remove it from PATH")
+        return
+    first_line = version.splitlines()[0] if version else "unknown version"
+    report.ok(f"promtool for stage 5's alert rules: {promtool} ({first_line})")
+
+
 def check_ports(report: Report) -> None:
     for port, used_by in PORTS.items():
         if port_is_open("127.0.0.1", port):
@@ -124,6 +143,7 @@ def run_doctor() -> int:
     check_python(report)
     check_virtualenv(report)
     check_redis(report)
+    check_promtool(report)
     check_ports(report)
     if report.problems:
         print(f"\n{report.problems} thing(s) to fix, see FIX above.")

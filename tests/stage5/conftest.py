@@ -3,6 +3,7 @@ retries and limits (the fixtures every Celery stage shares are in tests/celery_s
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,11 @@ QUEUE_NAMES = ("emails", "reports", "integrations", "default")
 # Celery on Redis keeps a list per queue and priority step: "reports" (high), "reports:3", "reports:6".
 PRIORITY_SUFFIXES = {"high": "", "normal": ":3", "low": ":6"}
 CREDENTIALS = ("monitor", "tests-only-password")
+# promtool comes with Prometheus; CI installs it (.ci/run), a learner's machine may not have it.
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="promtool is not on PATH: `make doctor` says how to install it (Debian/Ubuntu: apt install prometheus)",
+)
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,15 @@ and on a machine without it these tests are skipped, saying so (`make doctor` sa
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
+from tests.stage5.conftest import needs_promtool
 from tutorial.processes import REPO_ROOT
 
 RULES = REPO_ROOT / "stage5_monitoring" / "alerts.yml"
 RULE_TESTS = REPO_ROOT / "stage5_monitoring" / "alerts_test.yml"
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None,
-    reason="promtool is not on PATH: `make doctor` says how to install it (Debian/Ubuntu: apt install prometheus)",
-)
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +21,15 @@ import yaml
 
 from tests.job_api import enqueue, wait_for_status
 from tests.procfile import VENV_BIN, procfile_env
-from tests.stage5.conftest import CREDENTIALS, QUEUE_NAMES, STAGE, StageQueues, metric_samples, value
+from tests.stage5.conftest import (
+    CREDENTIALS,
+    QUEUE_NAMES,
+    STAGE,
+    StageQueues,
+    metric_samples,
+    needs_promtool,
+    value,
+)
 from tutorial.mail import SmtpSink
 from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, wait_for_exit
 from tutorial.waiting import wait_until
@@ -213,7 +220,7 @@ def test_the_api_metrics_count_requests_by_route_and_jobs_by_task_and_queue(syst
     )
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (make doctor says how)")
+@needs_promtool
 def test_both_metrics_endpoints_pass_promtool_check_metrics(system: System) -> None:
     for endpoint in (system.api, system.flower):
         text = endpoint.get("/metrics").text
