@@ -15,6 +15,7 @@ from tutorial.waiting import WaitTimeout
 CHAPTERS = [
     (1, "tutorial.tour.stage1"),
     (2, "tutorial.tour.stage2"),
+    (3, "tutorial.tour.stage3"),
 ]
 
 

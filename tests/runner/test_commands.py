@@ -64,6 +64,20 @@ STORIES = {
         "When the tour ends it deletes every key in database 15; no key in any other database is read or changed.",
         "key(s) the tour wrote to database 15",
     ],
+    3: [
+        "receiver: delivery 1 answered 503",
+        "receiver: delivery 3 answered 200",
+        "GET: succeeded after 3 attempts, result {'status_code': 200}",
+        "GET: failed after 3 attempts: WebhookFailed:",
+        "dead letter: stage3_retries.tasks.deliver_webhook [{'type': 'invoice.paid', 'payload': {'invoice': 7}}],",
+        "replay: 202, a new job",
+        "dead letters left: []",
+        "a second replay: 404 No dead letter",
+        "after the kill: started (STARTED), attempts 1",
+        "unacknowledged in Redis: 1",
+        "succeeded, result: 42 after 2 attempts",
+        "key(s) the tour wrote to database 15",
+    ],
 }
 
 
