@@ -110,7 +110,9 @@ def enqueue(
             celery_app.backend.store_result(job_id, mark, states.PENDING)
         with redis_errors_as_503(celery_app.conf.broker_url):
             # retry=False: with the broker gone, fail now rather than retry while the client waits.
-            task.apply_async(args, task_id=job_id, retry=False, eta=run_at)
+            # No time limits in the message: the worker's own settings apply (Celery would
+            # otherwise copy this process's limits into every message it publishes).
+            task.apply_async(args, task_id=job_id, retry=False, eta=run_at, soft_time_limit=None, time_limit=None)
     except RedisTrouble as trouble:
         if idempotency is not None and not trouble.timed_out:
             # The job was not made: let a retry with the same key make it. (After a timeout

@@ -8,6 +8,7 @@ runs by hand with nothing set.
 import tempfile
 from pathlib import Path
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings
 
 
@@ -58,6 +59,18 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 5 * 1024 * 1024
     # A thumbnail's longest side, in pixels.
     thumbnail_size: int = 128
+
+    @model_validator(mode="after")
+    def soft_limit_comes_first(self) -> "Settings":
+        # Celery refuses to publish a task whose soft limit is longer than its hard one.
+        if self.report_soft_time_limit_seconds > self.report_time_limit_seconds:
+            raise ValueError("REPORT_SOFT_TIME_LIMIT_SECONDS must not be longer than REPORT_TIME_LIMIT_SECONDS")
+        return self
+
+    @property
+    def retry_backoff_cap_seconds(self) -> float:
+        """A retry's wait is held by the worker like a countdown: it too must end before the visibility timeout."""
+        return min(self.retry_backoff_max_seconds, self.visibility_timeout_seconds - 1)
 
     @property
     def longest_delay_seconds(self) -> int:

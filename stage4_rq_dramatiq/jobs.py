@@ -49,7 +49,11 @@ class CeleryJobs:
             celery_app.backend.store_result(job_id, mark, states.PENDING)
         with redis_errors_as_503(celery_app.conf.broker_url, OperationalError):
             # retry=False: with the broker gone, fail now rather than retry while the client waits.
-            TASKS[task].apply_async(args, task_id=job_id, retry=False, eta=run_at)
+            # No time limits in the message: the worker's own settings apply (Celery would
+            # otherwise copy this process's limits into every message it publishes).
+            TASKS[task].apply_async(
+                args, task_id=job_id, retry=False, eta=run_at, soft_time_limit=None, time_limit=None
+            )
 
     def status(self, job_id: str) -> JobStatus | None:
         with redis_errors_as_503(celery_app.backend.url):

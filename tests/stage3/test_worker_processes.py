@@ -86,6 +86,18 @@ class TestTimeLimitsInThePreforkPool:
         (letter,) = client.get("/dead-letters").json()
         assert letter["job_id"] == failed["job_id"]
 
+    def test_the_time_limits_are_the_workers_whatever_the_api_process_has(
+        self, prefork_worker: ManagedProcess, start_api, stage_env: dict[str, str]
+    ) -> None:
+        # An API with the default limits (30 s and 40 s); the worker has 1 s and 2 s.
+        defaults = {"REPORT_SOFT_TIME_LIMIT_SECONDS": "30", "REPORT_TIME_LIMIT_SECONDS": "40"}
+        api = start_api(f"{STAGE}.main:app", **{**stage_env, **defaults})
+        with httpx.Client(base_url=api.base_url, timeout=10) as client:
+            status_url = enqueue(client, "/jobs/report", {"rows": [1] * 10})
+            failed = wait_for_status(client, status_url, "failed", timeout=20)
+
+        assert failed["error"].startswith("ReportTimedOut: stopped at the soft time limit (1 s) after ")
+
     def test_a_report_that_ignores_its_soft_limit_is_killed_at_the_hard_one_and_the_worker_goes_on(
         self, prefork_worker: ManagedProcess, client: httpx.Client
     ) -> None:
