@@ -29,7 +29,8 @@ def run_demo(stages: list[int] | None = None) -> int:
         with ExitStack() as stack:
             tour = Tour(stack)
             for _, module in chosen:
-                importlib.import_module(module).run(tour)
+                with tour.chapter_processes():
+                    importlib.import_module(module).run(tour)
             tour.chapter("The end")
             tour.say("Stopping everything the tour started.")
     except KeyboardInterrupt:

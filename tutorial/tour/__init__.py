@@ -13,7 +13,8 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import redis
@@ -36,7 +37,8 @@ class Tour:
     """What a chapter can use: narration, the local services, and started processes."""
 
     def __init__(self, stack: ExitStack) -> None:
-        self.stack = stack
+        self.stack = stack  # the tour's services: stopped when the tour ends
+        self._chapter_stack: ExitStack | None = None  # a chapter's processes: stopped when it ends
         self.work_dir = Path(tempfile.mkdtemp(prefix="tutorial-demo-"))
         # Removed last, after every process that writes its log there has stopped.
         stack.callback(shutil.rmtree, self.work_dir, ignore_errors=True)
@@ -132,18 +134,32 @@ class Tour:
         env.update(extra)
         return env
 
+    @contextmanager
+    def chapter_processes(self) -> Iterator[None]:
+        """Stop what a chapter started when it ends: a stage's worker must not take the next stage's jobs."""
+        with ExitStack() as chapter_stack:
+            self._chapter_stack = chapter_stack
+            try:
+                yield
+            finally:
+                self._chapter_stack = None
+
+    @property
+    def _processes(self) -> ExitStack:
+        return self._chapter_stack or self.stack
+
     def start_api(self, app: str, **extra_env: str) -> str:
         """Start uvicorn serving ``app`` and return its base URL once it answers."""
         name = app.split(".")[0] + "-api"
         server = UvicornServer(app, env=self.env(**extra_env), log_dir=self.work_dir, name=name, ready_path="/docs")
-        self.stack.enter_context(server)
+        self._processes.enter_context(server)
         self.show("API", f"{server.base_url} (uvicorn {app})")
         return server.base_url
 
     def start_process(self, name: str, *args: str, ready_text: str | None = None, **extra_env: str) -> ManagedProcess:
         """Start ``python -m args...`` (e.g. a worker) and wait for ``ready_text`` in its output."""
         process = ManagedProcess(name, python_command(*args), env=self.env(**extra_env), log_dir=self.work_dir)
-        self.stack.enter_context(process)
+        self._processes.enter_context(process)
         if ready_text:
             process.wait_for_output(ready_text, timeout=30)
         return process

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import redis
-from celery import Celery
 
 from tutorial.processes import ManagedProcess
 from tutorial.tour import Tour
@@ -39,7 +38,6 @@ def run(tour: Tour) -> None:
     )
     tour.show("queue and results", tour.redis.url)
     tour.show("webhook receiver", f"{tour.webhooks.url} (it fails on purpose when told to)")
-    stop_earlier_workers(tour)
     api = tour.start_api("stage3_retries.main:app", **PACE)
     tour.step(f"Start a worker: {WORKER_COMMAND}")
     worker = tour.start_process("stage3-worker", *WORKER_ARGS, ready_text=" ready.", **PACE)
@@ -55,22 +53,6 @@ def run(tour: Tour) -> None:
         "least once, with each task made safe to run twice. Stage 4 puts the same job API on "
         "RQ and Dramatiq."
     )
-
-
-def stop_earlier_workers(tour: Tour) -> None:
-    """Stop the workers of earlier chapters: on the same Redis and queue, they would take stage 3's jobs."""
-    # Remote control reaches only the workers of this Redis database, which holds nothing but the tour's.
-    with Celery(broker=tour.redis.url) as control_app:
-        if not control_app.control.ping(timeout=0.5):
-            return
-        tour.step("Stop stage 2's worker: celery control shutdown")
-        tour.say(
-            "It listens to the same Redis and the same queue, 'celery'. Left running, it would take "
-            "stage 3's jobs too, and reject them: 'Received unregistered task of type "
-            "stage3_retries.tasks...'. One queue, one app's workers."
-        )
-        control_app.control.shutdown()
-        wait_until(lambda: not control_app.control.ping(timeout=0.3), timeout=15, what="the earlier workers to stop")
 
 
 def flaky_delivery(tour: Tour, client: httpx.Client) -> None:
