@@ -16,6 +16,7 @@ CHAPTERS = [
     (1, "tutorial.tour.stage1"),
     (2, "tutorial.tour.stage2"),
     (3, "tutorial.tour.stage3"),
+    (4, "tutorial.tour.stage4"),
 ]
 
 

@@ -78,6 +78,22 @@ STORIES = {
         "succeeded, result: 42 after 2 attempts",
         "key(s) the tour wrote to database 15",
     ],
+    4: [
+        "celery: queued (PENDING)",
+        "rq: queued (queued)",
+        "dramatiq: queued (queued)",
+        "celery: succeeded (SUCCESS), result 5",
+        "rq: succeeded (finished), result 5",
+        "dramatiq: succeeded (succeeded), result 5",
+        "celery: succeeded after 3 attempts; the receiver answered 503, 503, 200",
+        "rq: succeeded after 3 attempts; the receiver answered 503, 503, 200",
+        "dramatiq: succeeded after 3 attempts; the receiver answered 503, 503, 200",
+        "thumbnail: 128x64 image/png",
+        "answer: 415 The file is not a PNG, JPEG, GIF or WebP image",
+        "files in UPLOAD_DIR: 2, as before",
+        "answer: 404 {'detail': 'Not Found'}",
+        "key(s) the tour wrote to database 15",
+    ],
 }
 
 
