@@ -6,8 +6,6 @@ The periodic digest needs exactly one beat process: celery -A stage5_monitoring 
 """
 
 import ssl
-import tempfile
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from celery import Celery
@@ -126,8 +124,9 @@ celery_app.conf.update(
     beat_schedule={
         "send-digest": {"task": "stage5_monitoring.tasks.send_digest", "schedule": settings.digest_interval_seconds},
     },
-    # Beat remembers when it last sent each task in a file: keep it out of the working tree.
-    beat_schedule_filename=str(Path(tempfile.gettempdir()) / "stage5_monitoring-celerybeat-schedule"),
+    # Beat's default scheduler keeps a file (celerybeat-schedule) in the working folder; this one
+    # keeps the schedule in memory: no file, and a restarted beat sends a due digest at once.
+    beat_scheduler="celery.beat:Scheduler",
     broker_use_ssl=tls_options(broker_url),
     redis_backend_use_ssl=tls_options(result_backend_url),
 )

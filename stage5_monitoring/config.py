@@ -5,6 +5,7 @@ catcher on localhost:8025 and its webhook receiver on localhost:8090, so the sta
 runs by hand with nothing set.
 """
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings
 
 
@@ -58,6 +59,18 @@ class Settings(BaseSettings):
     worker_note_expiry_seconds: float = 15.0
     # DEBUG, INFO, WARNING, ...: for the API's JSON log lines (a worker takes --loglevel).
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def soft_limit_comes_first(self) -> "Settings":
+        # Celery refuses to publish a task whose soft limit is longer than its hard one.
+        if self.report_soft_time_limit_seconds > self.report_time_limit_seconds:
+            raise ValueError("REPORT_SOFT_TIME_LIMIT_SECONDS must not be longer than REPORT_TIME_LIMIT_SECONDS")
+        return self
+
+    @property
+    def retry_backoff_cap_seconds(self) -> float:
+        """A retry's wait is held by the worker like a countdown: it too must end before the visibility timeout."""
+        return min(self.retry_backoff_max_seconds, self.visibility_timeout_seconds - 1)
 
     @property
     def longest_delay_seconds(self) -> int:

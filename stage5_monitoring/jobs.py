@@ -121,9 +121,13 @@ def enqueue(
             celery_app.backend.client.set(queue_key(job_id), queue, ex=settings.result_expires_seconds)
         with redis_errors_as_503(celery_app.conf.broker_url):
             # retry=False: with the broker gone, fail now rather than retry while the client waits.
+            # No time limits in the message: the worker's own settings apply (Celery would
+            # otherwise copy this process's limits into every message it publishes).
             # No priority: leave it out, for task_default_priority (priority=None would be 0, the highest).
             priority_option = {} if priority is None else {"priority": priority}
-            task.apply_async(args, task_id=job_id, retry=False, eta=run_at, **priority_option)
+            task.apply_async(
+                args, task_id=job_id, retry=False, eta=run_at, soft_time_limit=None, time_limit=None, **priority_option
+            )
     except RedisTrouble as trouble:
         if idempotency is not None and not trouble.timed_out:
             # The job was not made: let a retry with the same key make it. (After a timeout

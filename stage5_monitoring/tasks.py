@@ -36,7 +36,7 @@ def backoff_seconds(retries: int) -> float:
     The randomness spreads the retries of many failed jobs, so a receiver that comes
     back is not hit by all of them in the same second (a retry storm).
     """
-    return random.uniform(0, min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2**retries))
+    return random.uniform(0, min(settings.retry_backoff_cap_seconds, settings.retry_backoff_seconds * 2**retries))
 
 
 def attempts_key(job_id: str) -> str:
@@ -106,7 +106,7 @@ def retry_after(response: httpx.Response) -> float | None:
     """The receiver's own Retry-After (seconds) on a 429 or 503, capped at the backoff maximum."""
     value = response.headers.get("Retry-After", "")
     if response.status_code in (429, 503) and value.isdigit():
-        return min(float(value), settings.retry_backoff_max_seconds)
+        return min(float(value), settings.retry_backoff_cap_seconds)
     return None
 
 

@@ -108,7 +108,7 @@ def test_a_high_report_runs_before_the_low_ones_that_wait_behind_a_busy_worker(
     start: Callable[..., ManagedProcess], client: httpx.Client
 ) -> None:
     # One reports worker, one process (WORKER_CONCURRENCY=1), busy for 1.5 s with a job of its other
-    # queue, "default" (the reports themselves get the API's 1 s time limit in the tests).
+    # queue, "default" (a report that long would meet the tests' 1 s time limit).
     worker = start("worker_reports", " ready.", ADD_DELAY_SECONDS="1.5")
     busy = enqueue(client, "/jobs/add", {"x": 1, "y": 2})
     wait_for_status(client, busy, "started")

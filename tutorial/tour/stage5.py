@@ -1,16 +1,14 @@
 """Demo chapter for stage 5: a worker per queue, a priority jump, a rate limit, Flower, metrics, JSON logs.
 
-Every process starts from its line of stage5_monitoring/Procfile, as honcho would run it.
+Every process starts from its line of stage5_monitoring/Procfile (`celery ...` run as `python -m celery ...`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import sys
-from pathlib import Path
+import shlex
 from typing import Any
 
 import httpx
@@ -110,17 +108,11 @@ def run(tour: Tour) -> None:
 
 
 def start_line(tour: Tour, process_type: str, ready_text: str | None = None, **extra_env: str) -> ManagedProcess:
-    """Start a line of the stage's Procfile in a shell (as honcho does), with .venv/bin first on PATH."""
-    command = procfile_lines()[process_type]
-    env = tour.env(**PACE, **extra_env)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    process = ManagedProcess(
-        f"stage5-{process_type}", ["bash", "-c", f"exec {command}"], env=env, log_dir=tour.work_dir
-    )
-    tour.stack.enter_context(process)
-    if ready_text:
-        process.wait_for_output(ready_text, timeout=30)
-    return process
+    """Start a line of the stage's Procfile (`celery ...` as `python -m celery ...`); it stops with the chapter."""
+    command = procfile_lines()[process_type].replace("$PORT", extra_env.get("PORT", "$PORT"))
+    program, *args = shlex.split(command)
+    env = {**PACE, **extra_env}
+    return tour.start_process(f"stage5-{process_type}", "-m", program, *args, ready_text=ready_text, **env)
 
 
 def procfile_lines() -> dict[str, str]:
