@@ -17,6 +17,7 @@ CHAPTERS = [
     (2, "tutorial.tour.stage2"),
     (3, "tutorial.tour.stage3"),
     (4, "tutorial.tour.stage4"),
+    (5, "tutorial.tour.stage5"),
 ]
 
 

@@ -19,6 +19,7 @@ READMES = [
     "stage2_celery/README.md",
     "stage3_retries/README.md",
     "stage4_rq_dramatiq/README.md",
+    "stage5_monitoring/README.md",
     "bench/README.md",
 ]
 # A stage README not run yet, and why; its owner moves it to READMES once its markup is done.

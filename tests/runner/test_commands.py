@@ -94,6 +94,21 @@ STORIES = {
         "answer: 404 {'detail': 'Not Found'}",
         "key(s) the tour wrote to database 15",
     ],
+    5: [
+        "welcome e-mail: succeeded in queue emails",
+        "report: queued in queue reports: no worker takes that queue",
+        '"workers":{"emails":1,"reports":0,"integrations":0,"default":0}',
+        "Redis lists: {'reports': 1, 'reports:3': 1, 'reports:6': 2}",
+        "the report worker received them in this order: high, normal, low, low",
+        "they arrived at (seconds): 0.00, ",
+        "GET /api/workers without credentials: 401",
+        "consumes ['reports', 'default']",
+        "answer: 202, X-Request-ID: demo-42",
+        'API log: {"message": "job enqueued", "request_id": "demo-42"',
+        '"request_id": "demo-42", "task_id": ',
+        'metric: jobs_queue_workers{queue="integrations"} 1.0',
+        "key(s) the tour wrote to database 15",
+    ],
 }
 
 
