@@ -1,6 +1,6 @@
-"""Stage 3: Celery that survives failure: retries, dead letters, idempotency, a worker killed mid-job."""
+"""Stage 4: the same job API on Celery, RQ and Dramatiq, side by side, and a safe image upload.
 
-# `celery -A stage4_rq_dramatiq worker` looks in this package for the Celery app: here it is.
-from .celery_app import celery_app
-
-__all__ = ["celery_app"]
+Unlike stages 2 and 3, the package does not import its Celery app: the RQ and Dramatiq workers
+import this package too (an RQ job, in every forked child), and need none of Celery. So the
+Celery worker names the module: celery -A stage4_rq_dramatiq.celery_app worker
+"""

@@ -1,7 +1,7 @@
 """The Celery app: the broker where jobs wait, and the result backend where their states are kept.
 
-A worker finds it through the package (see __init__.py): celery -A stage4_rq_dramatiq worker --loglevel=INFO
-The periodic digest needs exactly one beat process:      celery -A stage4_rq_dramatiq beat --loglevel=INFO
+A worker finds it by its module:                         celery -A stage4_rq_dramatiq.celery_app worker --loglevel=INFO
+The periodic digest needs exactly one beat process:      celery -A stage4_rq_dramatiq.celery_app beat --loglevel=INFO
 """
 
 import ssl

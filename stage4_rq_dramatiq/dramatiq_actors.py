@@ -11,7 +11,7 @@ from dramatiq.middleware import CurrentMessage
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from dramatiq_app import ...
 # The broker must be set before an actor is declared: dramatiq_app sets it when imported.
-from . import uploads, work
+from . import thumbnails, work
 from .config import settings
 from .dramatiq_app import QUEUE, broker, report_progress
 
@@ -73,4 +73,4 @@ def generate_report(rows: list[float], stop_at_soft_limit: bool = True) -> dict[
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True, max_retries=0)
 def make_thumbnail(stored_name: str) -> dict[str, Any]:
-    return uploads.make_thumbnail(stored_name)
+    return thumbnails.make_thumbnail(stored_name)

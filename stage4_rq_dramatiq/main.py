@@ -2,7 +2,7 @@
 
 Run it from the repository root: uvicorn stage4_rq_dramatiq.main:app
 Then one worker per library (see the Procfile):
-  celery -A stage4_rq_dramatiq worker --loglevel=INFO
+  celery -A stage4_rq_dramatiq.celery_app worker --loglevel=INFO
   rq worker --with-scheduler --url $REDIS_URL --serializer rq.serializers.JSONSerializer default
   dramatiq stage4_rq_dramatiq.dramatiq_actors
 """

@@ -1,7 +1,7 @@
 """The job API's backend for RQ: a queue in Redis, a job hash per job, registries for the rest.
 
-The worker: rq worker --with-scheduler --url $REDIS_URL --serializer rq.serializers.JSONSerializer default
-(--with-scheduler runs the scheduler that enqueues delayed jobs and retries with an interval).
+The worker (see the Procfile): rq worker --with-scheduler --url $REDIS_URL --serializer rq.serializers.JSONSerializer
+default (--with-scheduler runs the scheduler that enqueues delayed jobs and retries with an interval).
 """
 
 from datetime import UTC, datetime, timedelta

@@ -10,12 +10,12 @@ from typing import Any
 from rq import get_current_job
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from work import ...
-from . import uploads, work
+from . import thumbnails, work
 from .config import settings
 
 
 def send_welcome_email(user_id: int, to: str) -> None:
-    """Send the welcome e-mail, once per job; retried by RQ on any error (see rq_jobs.RETRIES)."""
+    """Send the welcome e-mail, once per job; retried by RQ on any error (see rq_jobs.retries)."""
     job = get_current_job()
     sent = f"welcome-email-sent:{job.id}"
     if job.connection.exists(sent):
@@ -45,4 +45,4 @@ def generate_report(rows: list[float], stop_at_soft_limit: bool = True) -> dict[
 
 
 def make_thumbnail(stored_name: str) -> dict[str, Any]:
-    return uploads.make_thumbnail(stored_name)
+    return thumbnails.make_thumbnail(stored_name)

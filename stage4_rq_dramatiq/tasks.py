@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_prerun
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from celery_app import celery_app
-from . import uploads, work
+from . import thumbnails, work
 from .celery_app import celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
@@ -21,8 +21,10 @@ def attempts_key(job_id: str) -> str:
 
 
 @task_prerun.connect
-def count_attempt(task_id: str, **_: Any) -> None:
+def count_attempt(task_id: str, task: Task, **_: Any) -> None:
     """Count every time a worker starts a job: retries and redeliveries after a crash alike."""
+    if task.app is not celery_app:
+        return  # a signal reaches every Celery app of the process: count this stage's jobs only
     with celery_app.backend.client.pipeline() as pipe:
         pipe.incr(attempts_key(task_id)).expire(attempts_key(task_id), settings.result_expires_seconds).execute()
 
@@ -92,7 +94,7 @@ def generate_report(self: Task, rows: list[float], stop_at_soft_limit: bool = Tr
 
 @celery_app.task
 def make_thumbnail(stored_name: str) -> dict[str, Any]:
-    return uploads.make_thumbnail(stored_name)
+    return thumbnails.make_thumbnail(stored_name)
 
 
 @celery_app.task

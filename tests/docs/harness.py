@@ -205,6 +205,7 @@ WELL_KNOWN_PORTS = (
     WellKnownPort(8001, "a second API"),
     WellKnownPort(8026, "a port where no mail catcher listens"),
     WellKnownPort(6390, "a port where no Redis listens"),
+    WellKnownPort(5555, "Flower (FLOWER_PORT)", {"FLOWER_PORT": "{port}"}),
 )
 
 # (pattern, replacement) applied to every command after its ports were moved; {N} is where port N went.

@@ -259,8 +259,8 @@ def test_well_known_ports_are_moved_in_commands_output_and_settings_alike(tmp_pa
 
 
 def test_a_port_the_harness_does_not_know_is_refused(tmp_path: Path) -> None:
-    report = run(tmp_path, "'''console\n$ curl localhost:5555/\n'''\n")
-    assert "port 5555 in 'curl localhost:5555/' is not in WELL_KNOWN_PORTS" in report.failure_message()
+    report = run(tmp_path, "'''console\n$ curl localhost:5566/\n'''\n")
+    assert "port 5566 in 'curl localhost:5566/' is not in WELL_KNOWN_PORTS" in report.failure_message()
 
 
 # --- processes --------------------------------------------------------------------------------

@@ -432,7 +432,7 @@ def test_an_empty_file_is_422_with_a_clear_message(client: httpx.Client, server:
 
 @pytest.fixture(scope="module")
 def uploads_module() -> ModuleType:
-    """uploads.py and the config.py it imports, without the rest of the stage.
+    """thumbnails.py (what a worker calls) and the config.py it imports, without the rest of the stage.
 
     Importing the stage's package would create its Celery app in this process, with settings read
     now, before the fixtures of the stage's other tests choose them (see tests/celery_stage.py).
@@ -440,7 +440,7 @@ def uploads_module() -> ModuleType:
     package = ModuleType("stage4_uploads_alone")
     package.__path__ = [str(STAGE)]
     sys.modules[package.__name__] = package
-    return importlib.import_module(f"{package.__name__}.uploads")
+    return importlib.import_module(f"{package.__name__}.thumbnails")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stage4_rq_dramatiq import uploads
+from stage4_rq_dramatiq import thumbnails, uploads
 
 # The sizes of the body messages the last POST /thumbnails handed to the app, in order.
 last_upload_body_messages: list[int] = []
@@ -50,7 +50,7 @@ def health() -> dict[str, str]:
 
 @app.post("/thumbnails", openapi_extra=uploads.UPLOAD_FORM_OPENAPI)
 def create_thumbnail(stored_name: uploads.StoredImage) -> dict[str, Any]:
-    return {"stored_name": stored_name, **uploads.make_thumbnail(stored_name)}
+    return {"stored_name": stored_name, **thumbnails.make_thumbnail(stored_name)}
 
 
 @app.get("/last-upload-body-messages")
