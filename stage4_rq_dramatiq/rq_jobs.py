@@ -4,6 +4,7 @@ The worker (see the Procfile): rq worker --with-scheduler --url $REDIS_URL --ser
 default (--with-scheduler runs the scheduler that enqueues delayed jobs and retries with an interval).
 """
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,9 +138,15 @@ def retries_made(job: Job) -> int:
 
 
 def last_error(result: Any) -> str | None:
-    """The last line of a failed attempt's traceback, as 'Type: message' (without the module path)."""
+    """The last line of a failed attempt's traceback, as 'Type: message' (without the module path).
+
+    RQ's own notes (an abandoned job: 'Moved to FailedJobRegistry, due to AbandonedJobError, at
+    ...') are no traceback: they are kept as they are.
+    """
     if result is None or not result.exc_string:
         return None
     line = result.exc_string.strip().splitlines()[-1]
     kind, _, message = line.partition(": ")
+    if not re.fullmatch(r"[\w.]+", kind):
+        return line
     return f"{kind.rsplit('.', 1)[-1]}: {message}" if message else kind.rsplit(".", 1)[-1]
