@@ -39,6 +39,7 @@ TASK_ROUTES = {
     "stage5_monitoring.tasks.send_welcome_email": {"queue": "emails"},
     "stage5_monitoring.tasks.send_digest": {"queue": "emails"},
     "stage5_monitoring.tasks.generate_report": {"queue": "reports"},
+    "stage5_monitoring.tasks.make_thumbnail": {"queue": "reports"},
     "stage5_monitoring.tasks.deliver_webhook": {"queue": "integrations"},
 }
 # Priorities as the API names them, and as Celery on Redis counts them: 0 is served FIRST.

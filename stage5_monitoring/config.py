@@ -5,6 +5,9 @@ catcher on localhost:8025 and its webhook receiver on localhost:8090, so the sta
 runs by hand with nothing set.
 """
 
+import tempfile
+from pathlib import Path
+
 from pydantic import model_validator
 from pydantic_settings import BaseSettings
 
@@ -59,6 +62,12 @@ class Settings(BaseSettings):
     worker_note_expiry_seconds: float = 15.0
     # DEBUG, INFO, WARNING, ...: for the API's JSON log lines (a worker takes --loglevel).
     log_level: str = "INFO"
+
+    # Uploads: where the API stores them (server-chosen names only), and the largest it accepts.
+    upload_dir: str = str(Path(tempfile.gettempdir()) / "stage5_monitoring-uploads")
+    upload_max_bytes: int = 5 * 1024 * 1024
+    # A thumbnail's longest side, in pixels.
+    thumbnail_size: int = 128
 
     @model_validator(mode="after")
     def soft_limit_comes_first(self) -> "Settings":

@@ -10,7 +10,7 @@ New in stage 5: a job's queue and priority, a metric and a log line for each job
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -83,7 +83,9 @@ async def idempotency(
     """The optional Idempotency-Key header: 1 to 255 visible characters, else 422."""
     if idempotency_key is None:
         return None
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + await request.body())
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    if not request.headers.get("content-type", "").startswith("multipart/"):
+        digest.update(await request.body())  # an upload's bytes count too: see main.enqueue_thumbnail
     return Idempotency(idempotency_key, digest.hexdigest())
 
 
@@ -94,6 +96,7 @@ def enqueue(
     idempotency: Idempotency | None = None,
     delay_seconds: float = 0,
     priority: int | None = None,
+    on_repeat: Callable[[], None] | None = None,
 ) -> JobAccepted:
     """Mark a new job as issued, publish it, and say where to watch it.
 
@@ -109,6 +112,8 @@ def enqueue(
     if idempotency is not None:
         earlier = claim_idempotency_key(idempotency, job_id)
         if earlier is not None:
+            if on_repeat is not None:
+                on_repeat()
             return accepted(earlier, response)
     run_at = datetime.now(UTC) + timedelta(seconds=delay_seconds) if delay_seconds else None
     queue = queue_of(task.name)

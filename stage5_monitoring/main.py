@@ -4,6 +4,9 @@ Run it from the repository root: uvicorn stage5_monitoring.main:app
 Every process of the stage, workers, beat and Flower included: stage5_monitoring/Procfile
 """
 
+import hashlib
+from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -28,12 +31,15 @@ from .jobs import (
 from .logs import REQUEST_ID_HEADER, configure_json_logging, is_valid_request_id
 from .metrics import instrument
 from .queues import broker_redis, workers_per_queue
-from .tasks import add, deliver_webhook, generate_report, send_welcome_email
+from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
+from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, upload_dir
+from .uploads import router as uploads_router
 
 configure_json_logging(settings.log_level)
 app = FastAPI(title="Stage 5: monitored multi-queue Celery")
 instrument(app)
 # The request id of X-Request-ID (or a new one) for the log lines and the jobs of each request, and in the answer.
+app.include_router(uploads_router)
 app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_valid_request_id)
 
 
@@ -101,6 +107,22 @@ def enqueue_report(request: ReportRequest, response: Response, idempotency: Idem
 
 
 # A job id is a UUID: anything else is answered 422, naming job_id, and never reaches Redis.
+# The message carries the stored file's name, never its bytes (see uploads.py).
+@app.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    stored = upload_dir() / stored_name
+    if idempotency is not None:  # the same key with another image is another request
+        digest = hashlib.sha256(idempotency.fingerprint.encode() + stored.read_bytes())
+        idempotency = replace(idempotency, fingerprint=digest.hexdigest())
+    # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
+    discard = partial(stored.unlink, missing_ok=True)
+    try:
+        return enqueue(make_thumbnail, [stored_name], response, idempotency, on_repeat=discard)
+    except HTTPException:
+        discard()
+        raise
+
+
 @app.get("/jobs/{job_id}", response_model_exclude_none=True)
 def get_job(job_id: UUID) -> JobStatus:
     return job_status(str(job_id))

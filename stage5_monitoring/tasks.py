@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_prerun
 
 # Part of the stage5_monitoring package; in a flat project: from celery_app import celery_app
+from . import thumbnails
 from .celery_app import celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
@@ -148,6 +149,12 @@ def generate_report(self: Task, rows: list[float], stop_at_soft_limit: bool = Tr
 def process_row(row: float) -> None:
     """Stands in for the real work on one row: slow on purpose (REPORT_STEP_SECONDS)."""
     time.sleep(settings.report_step_seconds)
+
+
+@celery_app.task
+def make_thumbnail(stored_name: str) -> dict[str, Any]:
+    """The PNG thumbnail of an uploaded image (see uploads.py and thumbnails.py)."""
+    return thumbnails.make_thumbnail(stored_name)
 
 
 @celery_app.task

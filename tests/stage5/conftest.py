@@ -34,10 +34,11 @@ needs_promtool = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def stage_env(private_redis: RedisService) -> dict[str, str]:
+def stage_env(private_redis: RedisService, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of every stage-5 process in the tests: quick tasks and retries, the private Redis."""
     return {
         "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
+        "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
         "ADD_DELAY_SECONDS": "0",
         "REPORT_STEP_SECONDS": "0.2",
         "WEBHOOK_MAX_RETRIES": str(MAX_RETRIES),

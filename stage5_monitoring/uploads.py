@@ -1,0 +1,132 @@
+"""Image uploads and thumbnails: the API stores, a worker of the reports queue makes the thumbnail.
+
+The seed did `open(f"/tmp/{file.filename}", "wb").write(await file.read())`: the client chose
+the path (`../../etc/passwd`), any size was read into memory, and anything called `.png` was
+trusted. Here, before any job exists:
+- the server names the file (a random name, with the extension of the format it detected);
+- the body is counted while it arrives, and reading stops at UPLOAD_MAX_BYTES (413);
+- the bytes decide what the file is (415), and an image too large once decoded is refused (422).
+A job then carries the stored file's name, never its bytes: every worker must see the same
+UPLOAD_DIR (on other machines, shared storage).
+"""
+
+import os
+import shutil
+import uuid
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+
+from .config import settings
+from .thumbnails import EXTENSIONS, THUMBNAIL_NAME, ImageTooLarge, NotAnImage, open_image, thumbnail_dir
+from .thumbnails import upload_dir as upload_dir
+
+# The form around the file (boundary lines, part headers) may add this much to the body.
+FORM_OVERHEAD_BYTES = 16 * 1024
+
+# For /docs: stored_image reads the form itself (to count its bytes), so FastAPI cannot describe it.
+UPLOAD_FORM_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                }
+            }
+        },
+    }
+}
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"The file is larger than {settings.upload_max_bytes} bytes, the most this server takes.",
+    )
+
+
+def _counting_body(request: Request, limit: int) -> Request:
+    """The same request, whose body stops with a 413 as soon as more than ``limit`` bytes have come in."""
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large()
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _check_and_store(file: IO[bytes]) -> str:
+    size = file.seek(0, os.SEEK_END)
+    if size > settings.upload_max_bytes:  # exactly, now: the body's limit left room for the form around the file
+        raise _too_large()
+    if size == 0:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The file is empty: send a PNG, JPEG, GIF or WebP.")
+    file.seek(0)
+    try:
+        with open_image(file) as image:
+            # A JPEG with more than one picture in it (some cameras make them) opens as "MPO".
+            image_format = "JPEG" if image.format == "MPO" else image.format
+    except NotAnImage as error:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error)) from None
+    except ImageTooLarge as error:
+        # 422, not 413 (the bytes are within the limit) nor 415 (it is an image): it is the content we refuse.
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    # The client's filename plays no part: a random name, the extension of what the bytes are.
+    stored_name = uuid.uuid4().hex + EXTENSIONS[image_format]
+    upload_dir().mkdir(parents=True, exist_ok=True)
+    file.seek(0)
+    with open(upload_dir() / stored_name, "xb") as stored:  # "x": a new file, never an overwrite
+        shutil.copyfileobj(file, stored)
+    return stored_name
+
+
+async def stored_image(request: Request) -> str:
+    """The multipart field `file`, checked and stored under a name of the server's: that name.
+
+    Starlette's form parser reads the whole body before an `UploadFile` parameter is filled in,
+    so this dependency reads the form itself, from a body that counts its bytes.
+    """
+    body_limit = settings.upload_max_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > body_limit:
+        raise _too_large()  # said in advance: refused before a byte is read
+    # A chunked body has no Content-Length: it is stopped where it crosses the limit.
+    form = await _counting_body(request, body_limit).form(max_files=1, max_fields=10)
+    try:
+        upload = form.get("file")
+        if upload is None:
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": "Field required"}])
+        if isinstance(upload, str):
+            message = "Must be a file (a part with a filename)"
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "file"), "msg": message}])
+        # Disk and Pillow calls block: a thread keeps the event loop free.
+        return await run_in_threadpool(_check_and_store, upload.file)
+    finally:
+        await form.close()
+
+
+StoredImage = Annotated[str, Depends(stored_image)]
+
+
+router = APIRouter()
+
+
+@router.get("/thumbnails/{name}", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def get_thumbnail(name: str) -> FileResponse:
+    # Only names this server gives out, and only in the thumbnails folder: a name with /, \ or ..
+    # (however it was encoded) does not match, and never reaches the file system.
+    if not THUMBNAIL_NAME.fullmatch(name) or not (thumbnail_dir() / name).is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such thumbnail.")
+    return FileResponse(thumbnail_dir() / name, media_type="image/png")
