@@ -49,6 +49,7 @@ def test_every_task_is_routed_to_its_queue_and_the_rest_to_default(stage: Celery
         "send_welcome_email": "emails",
         "send_digest": "emails",
         "generate_report": "reports",
+        "make_thumbnail": "reports",
         "deliver_webhook": "integrations",
         "add": "default",
     }

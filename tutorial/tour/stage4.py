@@ -35,7 +35,7 @@ def worker_commands(redis_url: str) -> dict[str, tuple[tuple[str, ...], str]]:
                 "-m",
                 "celery",
                 "-A",
-                "stage4_rq_dramatiq",
+                "stage4_rq_dramatiq.celery_app",
                 "worker",
                 "--loglevel=INFO",
                 "--pool=solo",
