@@ -49,4 +49,5 @@ def wait_for_answer(
         seen.append(job_status(client, status_url))
         return seen[-1] if matches(seen[-1]) else None
 
-    return wait_until(reached, timeout=timeout, what=f"{status_url} to be {what}", seen=lambda: seen[-3:])
+    # Every 0.1 s: each poll is a request to a real API and Redis, and many tests poll at once.
+    return wait_until(reached, timeout=timeout, what=f"{status_url} to be {what}", seen=lambda: seen[-3:], interval=0.1)

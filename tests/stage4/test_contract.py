@@ -19,8 +19,6 @@ from tutorial.processes import ManagedProcess
 from tutorial.waiting import wait_until
 from tutorial.webhooks import WebhookReceiver
 
-# The three workers of this module stay on one test process (pytest-xdist), started once each.
-pytestmark = pytest.mark.xdist_group("stage4-contract")
 EVENT = {"type": "order.paid", "payload": {"order": 7}}
 
 
