@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.celery_stage import CeleryStage, Queues, api_url, client, mail_server, stage  # noqa: F401 (fixtures)
+from tests.celery_stage import CeleryStage, Queues, api_url, checked_queues, client, mail_server, stage  # noqa: F401 (fixtures)
 from tests.procfile import procfile_process
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess
@@ -88,12 +87,8 @@ def waiting_lists() -> list[str]:
 @pytest.fixture(autouse=True)
 def queues(stage_env: dict[str, str]) -> Iterator[StageQueues]:
     """Every test of the stage ends with its queues empty; then its database is flushed."""
-    with redis.Redis.from_url(stage_env["REDIS_URL"]) as database:
-        queues = StageQueues(database)
+    with checked_queues(stage_env["REDIS_URL"], StageQueues) as queues:
         yield queues
-        left = {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}
-        database.flushdb()
-        assert left == {"waiting": 0, "unacknowledged": 0}, "the test left jobs behind"
 
 
 @pytest.fixture
