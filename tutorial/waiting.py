@@ -22,7 +22,7 @@ def wait_until(
     timeout: float,
     what: str,
     seen: Callable[[], object] | None = None,
-    interval: float = 0.02,
+    interval: float = 0.05,
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that.
 
