@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.procfile import procfile_process
 from tutorial.mail import SmtpSink
@@ -79,14 +78,6 @@ def receiver(services) -> Iterator[WebhookReceiver]:
     hooks.clear()
     yield hooks
     hooks.heal()
-
-
-@pytest.fixture
-def stage_redis(stage_env: dict[str, str]) -> Iterator[redis.Redis]:
-    """The stage's Redis database. Not flushed between tests: the workers of a module keep their
-    registrations there (Celery's queue bindings, RQ's worker keys); each test follows its own jobs."""
-    with redis.Redis.from_url(stage_env["REDIS_URL"]) as client:
-        yield client
 
 
 @pytest.fixture
