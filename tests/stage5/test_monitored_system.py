@@ -129,8 +129,12 @@ def test_flower_lists_the_running_workers_with_their_queues_and_the_tasks_they_r
 
     def queues_of_each_worker() -> dict[str, list[str]]:
         # refresh=1: Flower asks the workers (a broadcast), and lists those that answer within a second.
+        # On a busy machine a worker may be listed before its queues are (no "active_queues" yet): ask again.
         workers = system.flower.get("/api/workers?refresh=1", auth=CREDENTIALS).json()
-        return {name.split("@")[0]: sorted(q["name"] for q in info["active_queues"]) for name, info in workers.items()}
+        return {
+            name.split("@")[0]: sorted(q["name"] for q in info.get("active_queues", []))
+            for name, info in workers.items()
+        }
 
     expected = {"emails": ["emails"], "reports": ["default", "reports"], "integrations": ["integrations"]}
     wait_until(lambda: queues_of_each_worker() == expected, timeout=10, what="Flower to list the three workers")
