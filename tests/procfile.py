@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from tutorial.processes import REPO_ROOT, ManagedProcess
+from tutorial.processes import REPO_ROOT, ManagedProcess, ProcessGroup
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -37,3 +37,23 @@ def procfile_process(stage: str, process_type: str, env: Mapping[str, str], log_
     command = procfile_lines(stage)[process_type]
     name = f"{stage}-{process_type}"
     return ManagedProcess(name, ["bash", "-c", f"exec {command}"], env=procfile_env(env), log_dir=log_dir)
+
+
+def procfile_starter(
+    stage: str, env: Mapping[str, str], log_dir: Path, started: ProcessGroup
+) -> Callable[..., ManagedProcess]:
+    """``start(process_type, ready_text=None, **more_env)`` for one test: each line it starts joins ``started``.
+
+    A test's processes are stopped together when its ProcessGroup ends: a worker takes
+    about a second to stop, so one after the other would add up.
+    """
+
+    def start(process_type: str, ready_text: str | None = None, **more_env: str) -> ManagedProcess:
+        process = procfile_process(stage, process_type, {**env, **more_env}, log_dir)
+        process.name = f"{process_type}-{len(list(log_dir.glob('*.log')))}"
+        started.start(process)
+        if ready_text:
+            process.wait_for_output(ready_text, timeout=30)
+        return process
+
+    return start

@@ -8,24 +8,48 @@ file rather than a pipe: a pipe nobody reads fills up and freezes the child.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tutorial.waiting import WaitTimeout, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+P = TypeVar("P", bound="ManagedProcess")
+
+
+# Below the ports the OS hands out to outgoing connections (from 32768 on Linux, 49152 on
+# macOS and Windows), and above the well-known ones the stages use (6379, 8000, ...).
+FREE_PORT_RANGE = range(20000, 32768)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port that nothing listens on right now, for a server started a moment later.
+
+    Not one the OS picks (bind to port 0): those come from the range of outgoing
+    connections, so in the moment between this check and the server's own bind, any
+    connection of any process may take it ("address already in use", seen with six test
+    processes). A random port below that range is taken only by another server.
+    """
+    for _ in range(100):
+        port = random.choice(FREE_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the OS pick
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
@@ -144,16 +168,20 @@ class ManagedProcess:
             os.killpg(self.pid, signal.SIGKILL)
             self.popen.wait(timeout=10)
 
+    def terminate(self) -> None:
+        """SIGTERM the process group (as Ctrl-C would, a clean stop), without waiting for it."""
+        if self.is_running():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGTERM)
+
     def stop(self, grace: float = 5) -> None:
         """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it."""
         if self.popen is None:
             return
         if self.popen.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
+            self.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         # The leader may be gone while forked children linger: kill the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -162,6 +190,41 @@ class ManagedProcess:
 
     def __enter__(self) -> ManagedProcess:
         return self.start() if self.popen is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def stop_all(processes: Iterable[ManagedProcess], grace: float = 5) -> None:
+    """Stop several processes at once: SIGTERM to each, then one ``grace`` for all, then SIGKILL.
+
+    A Celery worker takes about a second to shut down cleanly; five of them stopped one
+    after the other take five.
+    """
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.stop(grace=max(0.0, deadline - time.monotonic()))
+
+
+class ProcessGroup:
+    """Processes started one by one and stopped together (see ``stop_all``), also on failure."""
+
+    def __init__(self) -> None:
+        self.processes: list[ManagedProcess] = []
+
+    def start(self, process: P) -> P:
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def stop(self) -> None:
+        stop_all(reversed(self.processes))
+
+    def __enter__(self) -> ProcessGroup:
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
@@ -192,21 +255,34 @@ class UvicornServer(ManagedProcess):
         extra_args: Sequence[str] = (),
     ) -> None:
         self.app = app
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.port_given = port is not None
         self.ready_path = ready_path
         self.timeout = timeout
-        args = python_command("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port), *extra_args)
-        super().__init__(name, args, env=env, log_dir=log_dir)
+        self.extra_args = tuple(extra_args)
+        super().__init__(name, [], env=env, log_dir=log_dir)
+        self._use_port(port or free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        uvicorn = ("-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(port))
+        self.args = python_command(*uvicorn, *self.extra_args)
 
     def start(self) -> UvicornServer:
-        super().start()
-        try:
-            self.wait_for_http(f"{self.base_url}{self.ready_path}", timeout=self.timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in itertools.count(1):
+            super().start()
+            try:
+                self.wait_for_http(f"{self.base_url}{self.ready_path}", timeout=self.timeout)
+                return self
+            except WaitTimeout:
+                self.stop()
+                # Another server took the free port first: a port of its own choosing is one more try.
+                if self.port_given or attempt == 3 or "address already in use" not in self.output():
+                    raise
+                self._use_port(free_port())
+            except BaseException:
+                self.stop()
+                raise
 
 
 def wait_for_exit(process: ManagedProcess, timeout: float) -> int:

@@ -179,7 +179,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, wait_for_exit
+from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, stop_all, wait_for_exit
 from tutorial.redis_server import start_redis_server
 from tutorial.waiting import WaitTimeout, wait_until
 
@@ -901,8 +901,7 @@ class ReadmeRun:
         return f"\n\nThe processes the README started:\n{states}"
 
     def _stop_background(self) -> None:
-        for _, process in reversed(self.background):
-            process.stop()
+        stop_all(process for _, process in reversed(self.background))
 
 
 def copy_checkout(repo_root: Path, copy: Path) -> Path:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import smtplib
+import socket
 import sys
 import threading
 from email.message import EmailMessage
@@ -16,7 +17,7 @@ import psutil
 import pytest
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess
+from tutorial.processes import ManagedProcess, UvicornServer, free_port, stop_all
 from tutorial.services import settings_for_the_stages
 from tutorial.waiting import WaitTimeout, wait_until
 from tutorial.webhooks import WebhookReceiver
@@ -74,6 +75,53 @@ def test_stopping_a_process_also_stops_what_it_forked(tmp_path: Path) -> None:
     process.stop(grace=1)
     assert not process.is_running()
     wait_until(lambda: not is_alive(grandchild), timeout=10, what=f"grandchild {grandchild} to be gone")
+
+
+def test_processes_stopped_together_share_one_grace_period(tmp_path: Path) -> None:
+    # Each one takes 1 s to stop cleanly, as a Celery worker does: all are asked at once, none waits for another.
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('stopping', flush=True), time.sleep(1), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    processes = [ManagedProcess(f"slow-{n}", [sys.executable, "-c", script], log_dir=tmp_path) for n in range(3)]
+    for process in processes:
+        process.start().wait_for_output("ready")
+    terminated = []
+
+    def note_terminate(process: ManagedProcess) -> None:
+        if process.name not in [name for name, _ in terminated]:  # the first SIGTERM to each
+            terminated.append((process.name, [p.name for p in processes if not p.is_running()]))
+
+    with pytest.MonkeyPatch.context() as patch:
+        original = ManagedProcess.terminate
+        patch.setattr(ManagedProcess, "terminate", lambda self: (note_terminate(self), original(self)))
+        stop_all(processes, grace=10)
+
+    # Every one was asked to stop before any had stopped, and each stopped cleanly (not killed).
+    assert terminated == [("slow-0", []), ("slow-1", []), ("slow-2", [])]
+    assert [process.popen.returncode for process in processes] == [0, 0, 0]
+    assert all("stopping" in process.output() for process in processes)
+
+
+def test_a_free_port_is_below_the_ports_of_outgoing_connections_and_bindable() -> None:
+    outgoing = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux; macOS and Windows start at 49152
+    first_outgoing = int(outgoing.read_text().split()[0]) if outgoing.exists() else 49152
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 < port < first_outgoing for port in ports), ports
+    assert len(ports) > 1, "random, so that two test processes rarely pick the same one"
+
+
+def test_a_uvicorn_whose_free_port_was_taken_meanwhile_starts_on_another(tmp_path: Path) -> None:
+    server = UvicornServer("stage1_background_tasks.main:app", log_dir=tmp_path, ready_path="/docs")
+    taken = server.port
+    with socket.socket() as squatter:  # what another test process's server does in the meantime
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with server:
+            assert server.port != taken
+            assert httpx.get(f"{server.base_url}/docs", timeout=10).status_code == 200
 
 
 def test_a_process_started_by_a_parent_that_ignores_ctrl_c_still_stops_on_sigint(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procfile import procfile_process
+from tests.procfile import procfile_starter
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, UvicornServer
+from tutorial.processes import ManagedProcess, ProcessGroup, UvicornServer
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -81,17 +81,8 @@ def receiver(services) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def start_worker(
-    stage_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> Callable[..., ManagedProcess]:
-    """Start a library's worker from the Procfile and wait until it is ready; stopped at the end of the test."""
-
-    def start(library: str, **env: str) -> ManagedProcess:
-        worker = procfile_process(STAGE, library, {**stage_env, **env}, tmp_path)
-        worker.name = f"{library}-{len(list(tmp_path.glob('*.log')))}"
-        request.addfinalizer(worker.stop)
-        worker.start()
-        worker.wait_for_output(READY[library], timeout=30)
-        return worker
-
-    return start
+def start_worker(stage_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start a library's worker from the Procfile and wait until it is ready; all are stopped together at the end."""
+    with ProcessGroup() as started:
+        start = procfile_starter(STAGE, stage_env, tmp_path, started)
+        yield lambda library, **env: start(library, READY[library], **env)

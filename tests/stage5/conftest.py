@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.celery_stage import CeleryStage, Queues, api_url, checked_queues, client, mail_server, stage  # noqa: F401 (fixtures)
-from tests.procfile import procfile_process
+from tests.procfile import procfile_starter
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess
+from tutorial.processes import ManagedProcess, ProcessGroup
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -108,21 +108,12 @@ def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):  # n
 
 @pytest.fixture
 def start(
-    stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path, request
-) -> Callable[..., ManagedProcess]:
-    """Start a line of the Procfile with the tests' services; every one is stopped at the end."""
-
-    def start_line(process_type: str, ready_text: str | None = None, **env: str) -> ManagedProcess:
-        services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
-        process = procfile_process(STAGE, process_type, {**stage_env, **services, **env}, tmp_path)
-        process.name = f"{process_type}-{len(list(tmp_path.glob('*.log')))}"
-        request.addfinalizer(process.stop)
-        process.start()
-        if ready_text:
-            process.wait_for_output(ready_text, timeout=30)
-        return process
-
-    return start_line
+    stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start a line of the Procfile with the tests' services; all are stopped together at the end."""
+    services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
+    with ProcessGroup() as started:
+        yield procfile_starter(STAGE, {**stage_env, **services}, tmp_path, started)
 
 
 def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:

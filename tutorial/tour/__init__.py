@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, UvicornServer, python_command
+from tutorial.processes import ManagedProcess, P, ProcessGroup, UvicornServer, python_command
 from tutorial.redis_server import (
     RedisService,
     RedisUnavailable,
@@ -38,10 +38,10 @@ class Tour:
 
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack  # the tour's services: stopped when the tour ends
-        self._chapter_stack: ExitStack | None = None  # a chapter's processes: stopped when it ends
         self.work_dir = Path(tempfile.mkdtemp(prefix="tutorial-demo-"))
         # Removed last, after every process that writes its log there has stopped.
         stack.callback(shutil.rmtree, self.work_dir, ignore_errors=True)
+        self._chapter_processes: ProcessGroup | None = None  # a chapter's processes: stopped together when it ends
         self.smtp = stack.enter_context(SmtpSink())
         self.webhooks = stack.enter_context(WebhookReceiver())
         self._redis: RedisService | None = None
@@ -137,29 +137,31 @@ class Tour:
     @contextmanager
     def chapter_processes(self) -> Iterator[None]:
         """Stop what a chapter started when it ends: a stage's worker must not take the next stage's jobs."""
-        with ExitStack() as chapter_stack:
-            self._chapter_stack = chapter_stack
+        with ProcessGroup() as chapter_processes:
+            self._chapter_processes = chapter_processes
             try:
                 yield
             finally:
-                self._chapter_stack = None
+                self._chapter_processes = None
 
-    @property
-    def _processes(self) -> ExitStack:
-        return self._chapter_stack or self.stack
+    def _own(self, process: P) -> P:
+        """Start ``process``; it stops with its chapter, or outside one when the tour ends (before Redis does)."""
+        if self._chapter_processes is not None:
+            return self._chapter_processes.start(process)
+        return self.stack.enter_context(process)
 
     def start_api(self, app: str, **extra_env: str) -> str:
         """Start uvicorn serving ``app`` and return its base URL once it answers."""
         name = app.split(".")[0] + "-api"
         server = UvicornServer(app, env=self.env(**extra_env), log_dir=self.work_dir, name=name, ready_path="/docs")
-        self._processes.enter_context(server)
+        self._own(server)
         self.show("API", f"{server.base_url} (uvicorn {app})")
         return server.base_url
 
     def start_process(self, name: str, *args: str, ready_text: str | None = None, **extra_env: str) -> ManagedProcess:
         """Start ``python -m args...`` (e.g. a worker) and wait for ``ready_text`` in its output."""
         process = ManagedProcess(name, python_command(*args), env=self.env(**extra_env), log_dir=self.work_dir)
-        self._processes.enter_context(process)
+        self._own(process)
         if ready_text:
             process.wait_for_output(ready_text, timeout=30)
         return process
