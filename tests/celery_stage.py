@@ -9,6 +9,7 @@ at it, never at a learner's localhost:6379.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 from collections.abc import Iterator, Mapping
@@ -74,6 +75,12 @@ class Queues:
     def job_keys(self) -> list[bytes]:
         return sorted(self.redis.scan_iter(RESULT_KEYS))
 
+    def wait_until_done(self, timeout: float = 5) -> None:
+        """Until no job waits and none is taken but unacknowledged (the worker must still run)."""
+        nothing_left = {"waiting": 0, "unacknowledged": 0}
+        left = lambda: {"waiting": self.waiting(), "unacknowledged": self.unacknowledged()}  # noqa: E731
+        wait_until(lambda: left() == nothing_left, timeout=timeout, what="the test's jobs to be done", seen=left)
+
 
 @contextmanager
 def checked_queues(url: str, kind: type[Queues] = Queues) -> Iterator[Queues]:
@@ -81,11 +88,9 @@ def checked_queues(url: str, kind: type[Queues] = Queues) -> Iterator[Queues]:
     with redis.Redis.from_url(url) as client:
         queues = kind(client)
         yield queues
-        # With acks_late a worker acknowledges a job just after storing its result: give it a moment.
-        nothing_left = {"waiting": 0, "unacknowledged": 0}
-        left = lambda: {"waiting": queues.waiting(), "unacknowledged": queues.unacknowledged()}  # noqa: E731
         try:
-            wait_until(lambda: left() == nothing_left, timeout=5, what="the test's jobs to be done", seen=left)
+            # With acks_late a worker acknowledges a job just after storing its result: give it a moment.
+            queues.wait_until_done()
         finally:
             client.flushdb()
 
@@ -94,9 +99,27 @@ def checked_queues(url: str, kind: type[Queues] = Queues) -> Iterator[Queues]:
 
 
 @pytest.fixture(scope="session")
-def stage(stage_package: str, stage_env: dict[str, str]) -> CeleryStage:
+def stage(stage_package: str, stage_env: dict[str, str]) -> Iterator[CeleryStage]:
     """The stage imported in this process, with the tests' environment (see the top of this file)."""
-    return import_stage(stage_package, stage_env)
+    stage = import_stage(stage_package, stage_env)
+    yield stage
+    forget_result_subscriptions(stage.celery_app)
+
+
+def forget_result_subscriptions(app: Celery) -> None:
+    """Close the process's subscription to job results while the suite's Redis still answers.
+
+    Outside a worker process, Celery's Redis result backend subscribes to the result of
+    every task it sends, and a task that retries in an in-process worker sends one. Each
+    result object unsubscribes when it is garbage-collected: for the last ones, when the
+    test process exits, after the suite's Redis is gone, and then Celery retries for 20 s
+    (measured: the flaky-webhook test took 23 s on its own instead of 3). A real worker
+    process does not subscribe (its pool blocks joins), and the API unsubscribes at once.
+    """
+    gc.collect()  # the result objects of the in-process workers' threads: they unsubscribe now
+    consumer = app.backend.result_consumer
+    consumer.stop()
+    consumer.subscribed_to.clear()  # nothing left that a late unsubscribe would send
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import pytest
 
 from tests.celery_stage import CeleryStage, Queues
 from tests.job_api import enqueue, job_status, wait_for_status
-from tests.procfile import VENV_BIN, procfile_env
-from tests.procfile import procfile_process as procfile_process_of
+from tests.procfile import VENV_BIN, procfile_env, procfile_process, procfile_starter
 from tutorial.mail import SmtpSink
-from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, wait_for_exit
+from tutorial.processes import REPO_ROOT, ManagedProcess, ProcessGroup, free_port, wait_for_exit
 from tutorial.webhooks import WebhookReceiver
 
 STAGE = "stage3_retries"
@@ -24,22 +23,12 @@ STAGE = "stage3_retries"
 
 @pytest.fixture
 def start(
-    stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path, request
-) -> Callable[..., ManagedProcess]:
-    """Start a line of the Procfile with the tests' services; every one is stopped at the end."""
-
-    def start_line(process_type: str, ready_text: str | None = None, **env: str) -> ManagedProcess:
-        services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
-        name = f"{process_type}-{len(list(tmp_path.glob('*.log')))}"
-        process = procfile_process_of(STAGE, process_type, {**stage_env, **services, **env}, tmp_path)
-        process.name = name
-        request.addfinalizer(process.stop)
-        process.start()
-        if ready_text:
-            process.wait_for_output(ready_text, timeout=30)
-        return process
-
-    return start_line
+    stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start a line of the Procfile with the tests' services; all are stopped together at the end."""
+    services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
+    with ProcessGroup() as started:
+        yield procfile_starter(STAGE, {**stage_env, **services}, tmp_path, started)
 
 
 def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(
@@ -65,7 +54,7 @@ def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(
 def prefork_worker(stage_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
     """The Procfile's worker (its default pool, prefork), shared by the time-limit tests: 0.3 s a row."""
     env = {**stage_env, "REPORT_STEP_SECONDS": "0.3"}
-    with procfile_process_of(STAGE, "worker", env, tmp_path_factory.mktemp("prefork")) as worker:
+    with procfile_process(STAGE, "worker", env, tmp_path_factory.mktemp("prefork")) as worker:
         worker.wait_for_output(" ready.", timeout=30)
         yield worker
 
@@ -129,7 +118,7 @@ def test_the_solo_pool_ignores_both_time_limits(stage: CeleryStage, client: http
 
 
 def test_beat_sends_the_digest_of_dead_letters_and_keeps_its_schedule_file_out_of_the_tree(
-    start: Callable[..., ManagedProcess], smtp_sink: SmtpSink
+    start: Callable[..., ManagedProcess], smtp_sink: SmtpSink, queues: Queues
 ) -> None:
     every_second = {"DIGEST_INTERVAL_SECONDS": "1", "ADMIN_EMAIL": "ops@example.com"}
     start("worker", " ready.", **every_second)
@@ -141,6 +130,10 @@ def test_beat_sends_the_digest_of_dead_letters_and_keeps_its_schedule_file_out_o
     assert digest.subject == "Dead letters: 0 waiting"
     assert "Scheduler: Sending due task send-digest (stage3_retries.tasks.send_digest)" in beat.output()
     assert not list(REPO_ROOT.glob("celerybeat-schedule*")), "beat wrote its schedule into the working tree"
+    # Beat stops first, and the worker takes what it sent last: stopped together, a digest sent
+    # after the worker's last fetch would be left in the queue.
+    beat.stop()
+    queues.wait_until_done()
 
 
 def test_honcho_runs_the_whole_stage_from_its_procfile_in_one_terminal(
