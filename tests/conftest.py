@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,34 @@ from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
 
 CELERY_OVERRIDES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Spread the tests marked `long` evenly over the run, each between two modules.
+
+    pytest-xdist hands each test process a contiguous share of the collected tests. The
+    long ones (a whole README, a demo chapter: 10 to 30 s each) sit next to each other
+    in their modules, so one process would get them all and end a minute after the
+    others. Placed at even intervals, each share holds about one. Only between modules:
+    a long test inside another module would make it set up its module fixtures twice.
+    """
+    by_module: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("long"):
+            by_module.setdefault(item.module, []).append(item)
+    # One module's after another's in turn: two long tests of one module are not neighbours.
+    long = [item for group in itertools.zip_longest(*by_module.values()) for item in group if item is not None]
+    if not long or len(long) == len(items):
+        return
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    boundaries = [index for index in range(1, len(rest)) if rest[index].module is not rest[index - 1].module]
+    boundaries.append(len(rest))
+    before: dict[int, list[pytest.Item]] = {}
+    for number, item in enumerate(long):
+        ideal = len(rest) * (number + 0.5) / len(long)
+        before.setdefault(min(boundaries, key=lambda index: abs(index - ideal)), []).append(item)
+    items[:] = [moved for index, item in enumerate(rest) for moved in (*before.pop(index, ()), item)]
+    items.extend(moved for group in before.values() for moved in group)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,8 +26,14 @@ READMES = [
 NOT_YET: dict[str, str] = {}
 
 
+# The READMEs of stages 2-5 take 15 to 30 s each (tests/conftest.py spreads the long tests).
+LONG_READMES = [readme for readme in READMES if readme.startswith(("stage2", "stage3", "stage4", "stage5"))]
+
+
 @pytest.mark.timeout(180)  # one test runs a whole README: several servers and dozens of commands
-@pytest.mark.parametrize("readme", READMES)
+@pytest.mark.parametrize(
+    "readme", [pytest.param(readme, marks=[pytest.mark.long] if readme in LONG_READMES else []) for readme in READMES]
+)
 def test_every_command_of_the_readme_runs_and_prints_what_it_shows(
     readme: str, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:

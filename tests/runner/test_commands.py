@@ -132,7 +132,9 @@ def everything_in(service: RedisService) -> dict[str, dict[bytes, bytes]]:
     return found
 
 
-@pytest.mark.parametrize("stage", sorted(STORIES))
+@pytest.mark.parametrize(
+    "stage", [pytest.param(stage, marks=[pytest.mark.long] if stage > 1 else []) for stage in sorted(STORIES)]
+)
 def test_the_demo_tells_the_story_of_a_stage_and_leaves_no_process_and_no_key_behind(
     stage: int, tmp_path: Path, learners_redis: RedisService
 ) -> None:
