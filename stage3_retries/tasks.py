@@ -16,8 +16,9 @@ from .celery_app import celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
 
-# What a retry cannot fix is not retried: a 400 stays a 400. These may pass.
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# What a retry cannot fix is not retried: a 400 stays a 400. These may pass: a timeout, too
+# many requests, and every 5xx (the receiver's own trouble).
+RETRYABLE_STATUS = {408, 429, *range(500, 600)}
 # Not reaching the mail server, or losing it halfway, is worth another try; a refused address is not.
 SMTP_CONNECTION_ERRORS = (ConnectionError, TimeoutError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected)
 

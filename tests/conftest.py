@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tutorial.environment import changed_environment
+from tutorial.environment import REDIS_ELSEWHERE, changed_environment
 from tutorial.mail import SmtpSink
 from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
-
-CELERY_OVERRIDES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,13 +50,13 @@ def private_redis() -> Iterator[RedisService]:
     """A redis-server of the suite's own on a free port, never a learner's.
 
     REDIS_URL points at it for the whole session, so code that falls back to
-    localhost:6379 cannot reach a learner's data by accident. CELERY_BROKER_URL and
-    CELERY_RESULT_BACKEND are unset: Celery reads them in place of the broker and
-    backend it is given, so a learner's exported ones would win over REDIS_URL.
+    localhost:6379 cannot reach a learner's data by accident. CELERY_BROKER_URL,
+    CELERY_RESULT_BACKEND and RESULT_BACKEND_URL are unset: a learner's exported ones
+    would send jobs or results elsewhere (Celery even takes its two over the URLs it is given).
     """
     with (
         start_redis_server() as service,
-        changed_environment({"REDIS_URL": service.url, **dict.fromkeys(CELERY_OVERRIDES)}),
+        changed_environment({"REDIS_URL": service.url, **dict.fromkeys(REDIS_ELSEWHERE)}),
     ):
         yield service
 

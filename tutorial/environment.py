@@ -6,6 +6,11 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+# Settings that send a stage's jobs or results to another Redis than REDIS_URL: Celery reads the
+# first two in place of the broker and backend it is given; stages 2-5 read RESULT_BACKEND_URL.
+# A learner may have exported them; the tests and the demo unset them, so REDIS_URL alone decides.
+REDIS_ELSEWHERE = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "RESULT_BACKEND_URL")
+
 
 @contextmanager
 def changed_environment(changes: Mapping[str, str | None]) -> Iterator[None]:

@@ -14,6 +14,7 @@ import redis
 
 from tutorial import redis_server
 from tutorial import tour as tour_module
+from tutorial.environment import REDIS_ELSEWHERE
 from tutorial.processes import ManagedProcess, free_port, python_command, wait_for_exit
 from tutorial.redis_server import (
     DEFAULT_PORT,
@@ -114,8 +115,9 @@ def test_every_process_a_test_starts_is_pointed_at_the_suites_own_redis(
     private_redis: RedisService, tmp_path: Path
 ) -> None:
     assert os.environ["REDIS_URL"] == private_redis.url
-    # Celery takes these over the broker it is given: set (by a learner's shell), they would win.
-    names = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+    # Set by a learner's shell, these would send jobs or results elsewhere (Celery takes its two
+    # over the broker and backend it is given).
+    names = ("REDIS_URL", *REDIS_ELSEWHERE)
     show = python_command("-c", f"import os; [print(name, os.environ.get(name, 'unset')) for name in {names}]")
     with ManagedProcess("show-env", show, log_dir=tmp_path) as child:
         assert wait_for_exit(child, timeout=30) == 0, child.describe()
@@ -123,6 +125,7 @@ def test_every_process_a_test_starts_is_pointed_at_the_suites_own_redis(
         f"REDIS_URL {private_redis.url}",
         "CELERY_BROKER_URL unset",
         "CELERY_RESULT_BACKEND unset",
+        "RESULT_BACKEND_URL unset",
     ]
 
 
@@ -248,3 +251,19 @@ def test_the_tour_refuses_a_redis_url_whose_every_database_holds_keys(
     monkeypatch.setenv("REDIS_URL", spare_redis.url)
     with ExitStack() as stack, pytest.raises(RedisUnavailable, match="point REDIS_URL at an empty database"):
         _ = Tour(stack).redis
+
+
+def test_the_tours_processes_get_only_its_redis_url_not_a_learners_result_backend(
+    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exported by a learner, any of these would send the tour's jobs or results to their Redis.
+    for name in REDIS_ELSEWHERE:
+        monkeypatch.setenv(name, "redis://learners-host:6379/3")
+    monkeypatch.setattr(tour_module, "resolve_redis", lambda: RedisService(spare_redis.url, "already running"))
+    with ExitStack() as stack:
+        tour = Tour(stack)
+        _ = tour.redis
+        env = tour.env()
+
+    assert env["REDIS_URL"].startswith(spare_redis.url.removesuffix("/0"))
+    assert not set(REDIS_ELSEWHERE) & set(env)

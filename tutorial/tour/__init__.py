@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis
 
+from tutorial.environment import REDIS_ELSEWHERE
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess, P, ProcessGroup, UvicornServer, python_command
 from tutorial.redis_server import (
@@ -122,7 +123,8 @@ class Tour:
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for a stage process: the tour's services, plus ``extra``."""
-        env = dict(os.environ)
+        # A learner's RESULT_BACKEND_URL (or Celery's own two) would put results outside the tour's database.
+        env = {name: value for name, value in os.environ.items() if name not in REDIS_ELSEWHERE}
         env.update(
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=str(self.smtp.port),
