@@ -126,7 +126,8 @@ celery_app.conf.update(
         "send-digest": {"task": "stage5_monitoring.tasks.send_digest", "schedule": settings.digest_interval_seconds},
     },
     # Beat's default scheduler keeps a file (celerybeat-schedule) in the working folder; this one
-    # keeps the schedule in memory: no file, and a restarted beat sends a due digest at once.
+    # keeps the schedule in memory: no file. A restarted beat forgets when it last sent the digest
+    # and sends the next one a whole interval after its start.
     beat_scheduler="celery.beat:Scheduler",
     broker_use_ssl=tls_options(broker_url),
     redis_backend_use_ssl=tls_options(result_backend_url),

@@ -42,8 +42,9 @@ class CeleryStage:
     settings: Any
 
     def worker(self, **options: Any) -> AbstractContextManager[WorkController]:
-        """A real worker in a thread of this process, with the solo pool, as in Celery's own tests."""
-        return start_worker(self.celery_app, pool="solo", perform_ping_check=False, **options)
+        """A real worker in a thread of this process, with the solo pool (unless ``pool`` says
+        otherwise), as in Celery's own tests."""
+        return start_worker(self.celery_app, **{"pool": "solo", "perform_ping_check": False, **options})
 
 
 def import_stage(package: str, env: Mapping[str, str]) -> CeleryStage:

@@ -21,6 +21,7 @@ unanswered, until ``release()``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -102,6 +103,11 @@ class WebhookReceiver(Recorder[ReceivedRequest]):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def handle_one_request(self) -> None:
+                # A sender that stopped waiting (its timeout) has closed the connection: answering late is fine.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle_one_request()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)

@@ -89,7 +89,7 @@ def test_a_client_error_fails_at_once_without_a_retry(
     assert len(receiver.requests) == 1
 
 
-@pytest.mark.parametrize("status", [408, 429, 500])
+@pytest.mark.parametrize("status", [408, 429, 500, 501, 507])
 def test_a_retryable_status_is_retried_until_the_retries_are_used_up(
     stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at, status: int
 ) -> None:
@@ -101,6 +101,29 @@ def test_a_retryable_status_is_retried_until_the_retries_are_used_up(
 
     assert failed["attempts"] == MAX_RETRIES + 1
     assert len(receiver.requests) == MAX_RETRIES + 1
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_retried(
+    stage: CeleryStage,
+    client: httpx.Client,
+    receiver: WebhookReceiver,
+    point_webhooks_at,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stage.settings, "webhook_timeout_seconds", 1)
+    point_webhooks_at(receiver.url)
+    receiver.hold()  # each request arrives and gets no answer: the attempt times out
+    status_url = enqueue(client, "/events", EVENT)
+    job_id = status_url.removeprefix("/jobs/")
+
+    with stage.worker():
+        receiver.wait_for_requests(2)  # the first attempt timed out, and a second one came
+        receiver.release()  # the receiver answers again, the held request too
+        done = wait_for_status(client, status_url, "succeeded")
+
+    # The second attempt gets its 200 unless it too timed out before the release (a busy machine).
+    assert done["attempts"] == len(receiver.requests) >= 2
+    assert [request.idempotency_key for request in receiver.requests] == [job_id] * done["attempts"]
 
 
 def test_an_unreachable_receiver_is_retried_too(stage: CeleryStage, client: httpx.Client, point_webhooks_at) -> None:

@@ -24,13 +24,17 @@ from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
 )
 from tests.stage2.test_redis_trouble import (  # noqa: F401 (collected by pytest)
     closed_url,
+    redis_on_a_unix_socket,
+    redis_with_password,
     stalled_redis,
     test_a_broker_that_is_down_is_503_at_once_though_the_results_redis_answers,
     test_a_redis_error_that_is_not_about_reaching_it_is_reported_as_what_it_is,
     test_a_rediss_url_turns_on_tls_for_the_broker_and_the_results,
+    test_a_stalled_broker_is_503_within_the_redis_timeout_though_the_results_redis_answers,
     test_a_stalled_redis_is_503_within_the_redis_timeout,
     test_asking_for_a_job_without_redis_is_503_too,
     test_enqueueing_without_redis_is_503_saying_it_is_not_reachable,
+    test_the_stage_works_with_any_valid_redis_url,
     trouble_api,
 )
 from tutorial.processes import UvicornServer
@@ -58,6 +62,20 @@ def test_every_post_without_redis_is_503_within_seconds(api_without_redis: str, 
     headers = {"Idempotency-Key": f"key-{path}"}
     with httpx.Client(base_url=api_without_redis, timeout=1.8) as client:
         response = client.post(path, json=body, headers=headers)
+
+    assert response.status_code == 503
+    assert "is not reachable" in response.json()["detail"]
+
+
+A_LETTER = "/dead-letters/0c4f3f0e-7d3c-4c5e-9a51-58d1b1b8b0a2"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/dead-letters"), ("POST", f"{A_LETTER}/replay"), ("DELETE", A_LETTER)]
+)
+def test_the_dead_letters_without_redis_are_503_within_seconds(api_without_redis: str, method: str, path: str) -> None:
+    with httpx.Client(base_url=api_without_redis, timeout=1.8) as client:
+        response = client.request(method, path)
 
     assert response.status_code == 503
     assert "is not reachable" in response.json()["detail"]

@@ -107,11 +107,14 @@ class TestTimeLimitsInThePreforkPool:
         assert [letter["job_id"] for letter in client.get("/dead-letters").json()] == [failed["job_id"]]
 
 
-def test_the_solo_pool_ignores_both_time_limits(stage: CeleryStage, client: httpx.Client) -> None:
-    # The same limits (1 s soft, 2 s hard) and 2.4 s of work: in the solo pool the report just finishes.
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_the_solo_and_threads_pools_ignore_both_time_limits(
+    stage: CeleryStage, client: httpx.Client, pool: str
+) -> None:
+    # The same limits (1 s soft, 2 s hard) and 2.4 s of work: in these pools the report just finishes.
     status_url = enqueue(client, "/jobs/report", {"rows": [1] * 12})
 
-    with stage.worker():
+    with stage.worker(pool=pool):
         done = wait_for_status(client, status_url, "succeeded", timeout=20)
 
     assert done["result"]["rows"] == 12
