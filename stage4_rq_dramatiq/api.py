@@ -243,7 +243,7 @@ def claim_idempotency_key(backend: JobBackend, key: Idempotency, job_id: str) ->
     """Claim the key for this job (SET NX: one request wins), or return the job that has it."""
     name = idempotency_key_name(backend, key)
     with redis_errors_as_503(settings.redis_url):
-        if idempotency_store.set(name, f"{key.fingerprint} {job_id}", nx=True, ex=settings.idempotency_ttl_seconds):
+        if idempotency_store.set(name, f"{key.fingerprint} {job_id}", nx=True, ex=settings.idempotency_key_seconds):
             return None
         earlier = idempotency_store.get(name)
     fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")

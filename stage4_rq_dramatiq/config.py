@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     # Where job states and results are kept (the result backend); empty: the same Redis as REDIS_URL.
     result_backend_url: str = ""
-    # How long a job's state and result are kept, and so how long its id is known.
-    result_expires_seconds: int = 3600
+    # How long a job's state and result are kept, and so how long its id is known: a day, as
+    # long as an Idempotency-Key (stage 2 kept them an hour).
+    result_expires_seconds: int = 86400
     # The longest the API waits for any one Redis call before it answers 503 instead of hanging.
     redis_timeout_seconds: float = 3.0
     # Retries: attempt n waits a random time between 0 and min(max, base * 2**n) ("full jitter").
@@ -39,7 +40,8 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = 3600
     # The longest countdown POST /jobs/add accepts; never more than the visibility timeout allows.
     max_delay_seconds: int = 3000
-    # A repeated POST with the same Idempotency-Key answers the same job for this long.
+    # A repeated POST with the same Idempotency-Key answers the same job for this long (at most
+    # as long as the job is known: see idempotency_key_seconds).
     idempotency_ttl_seconds: int = 86400
     # The example tasks are slow on purpose, so you can watch their status change.
     add_delay_seconds: float = 3.0
@@ -71,6 +73,12 @@ class Settings(BaseSettings):
     def retry_backoff_cap_seconds(self) -> float:
         """A retry's wait is held by the worker like a countdown: it too must end before the visibility timeout."""
         return min(self.retry_backoff_max_seconds, self.visibility_timeout_seconds - 1)
+
+    @property
+    def idempotency_key_seconds(self) -> int:
+        """How long a key is kept: never longer than its job is known, or a repeated POST would
+        answer the id of a job that has expired (404)."""
+        return min(self.idempotency_ttl_seconds, self.result_expires_seconds)
 
     @property
     def longest_delay_seconds(self) -> int:

@@ -167,7 +167,7 @@ def claim_idempotency_key(idempotency: Idempotency, job_id: str) -> str | None:
     claim = f"{idempotency.fingerprint} {job_id}"
     with redis_errors_as_503(celery_app.backend.url):
         client = celery_app.backend.client
-        if client.set(name, claim, nx=True, ex=settings.idempotency_ttl_seconds):
+        if client.set(name, claim, nx=True, ex=settings.idempotency_key_seconds):
             return None
         earlier = client.get(name)
     fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")

@@ -92,3 +92,18 @@ def test_two_requests_at_once_with_one_key_make_one_job(
     assert queues.waiting() == 1
     with stage.worker():
         wait_for_status(client, answers[0].json()["status_url"], "succeeded")
+
+
+def test_a_key_is_remembered_no_longer_than_its_job_is_known(
+    stage: CeleryStage, client: httpx.Client, queues: Queues
+) -> None:
+    job_id = post_add(client, "order-46").json()["job_id"]
+
+    (key,) = queues.redis.scan_iter("idempotency-key:*")
+    # Claimed before the job's mark was stored: with equal lifetimes, the key goes first.
+    assert 0 < queues.redis.ttl(key) <= queues.redis.ttl(f"celery-task-meta-{job_id}")
+    # Whatever the two settings say: a repeat must never answer the id of an expired job.
+    settings = type(stage.settings)(idempotency_ttl_seconds=86400, result_expires_seconds=60)
+    assert settings.idempotency_key_seconds == 60
+    with stage.worker():
+        wait_for_status(client, f"/jobs/{job_id}", "succeeded")
