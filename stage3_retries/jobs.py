@@ -142,6 +142,18 @@ def claim_idempotency_key(idempotency: Idempotency, job_id: str) -> str | None:
         if client.set(name, claim, nx=True, ex=settings.idempotency_key_seconds):
             return None
         earlier = client.get(name)
+    return job_of_the_same_request(idempotency, earlier)
+
+
+def earlier_job(idempotency: Idempotency) -> str | None:
+    """The job an earlier request with this key made, if any (without claiming the key)."""
+    with redis_errors_as_503(celery_app.backend.url):
+        earlier = celery_app.backend.client.get(idempotency_key_name(idempotency))
+    return None if earlier is None else job_of_the_same_request(idempotency, earlier)
+
+
+def job_of_the_same_request(idempotency: Idempotency, earlier: bytes | None) -> str:
+    """The job id of a claimed key, if the claim was made by the same request; else 422."""
     fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")
     if fingerprint != idempotency.fingerprint:
         # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.

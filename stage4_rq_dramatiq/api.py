@@ -185,11 +185,20 @@ def job_api(backend: JobBackend) -> APIRouter:
         return backend.dead_letters(limit)
 
     @router.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
-    def replay_dead_letter(job_id: UUID, response: Response) -> JobAccepted:
-        """Run the job again: a new job id where the library allows it (the answer says which id to follow)."""
+    def replay_dead_letter(job_id: UUID, response: Response, key: IdempotencyKey) -> JobAccepted:
+        """Run the job again: a new job id where the library allows it (the answer says which id to follow).
+
+        With an Idempotency-Key, a repeated replay answers the job the first one made.
+        """
+        if key is not None and (earlier := earlier_job(backend, key)) is not None:
+            return accepted(earlier, response, backend)
         to_follow = backend.replay(str(job_id))
         if to_follow is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+        if key is not None:
+            # The job is made: a key used meanwhile for another request (422) changes nothing of that.
+            with suppress(HTTPException):
+                claim_idempotency_key(backend, key, to_follow)
         return accepted(to_follow, response, backend)
 
     @router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -246,6 +255,18 @@ def claim_idempotency_key(backend: JobBackend, key: Idempotency, job_id: str) ->
         if idempotency_store.set(name, f"{key.fingerprint} {job_id}", nx=True, ex=settings.idempotency_key_seconds):
             return None
         earlier = idempotency_store.get(name)
+    return job_of_the_same_request(key, earlier)
+
+
+def earlier_job(backend: JobBackend, key: Idempotency) -> str | None:
+    """The job an earlier request with this key made, if any (without claiming the key)."""
+    with redis_errors_as_503(settings.redis_url):
+        earlier = idempotency_store.get(idempotency_key_name(backend, key))
+    return None if earlier is None else job_of_the_same_request(key, earlier)
+
+
+def job_of_the_same_request(key: Idempotency, earlier: bytes | None) -> str:
+    """The job id of a claimed key, if the claim was made by the same request; else 422."""
     fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")
     if fingerprint != key.fingerprint:
         # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.

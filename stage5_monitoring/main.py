@@ -22,7 +22,8 @@ from .jobs import (
     Idempotency,
     JobAccepted,
     JobStatus,
-    RedisTrouble,
+    accepted,
+    earlier_job,
     enqueue,
     idempotency,
     job_status,
@@ -136,16 +137,22 @@ def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[De
 
 
 @app.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
-def replay_dead_letter(job_id: UUID, response: Response) -> JobAccepted:
-    """Enqueue the same work again, as a new job; the dead letter is gone (a second replay is 404)."""
+def replay_dead_letter(job_id: UUID, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    """Enqueue the same work again, as a new job; the dead letter is gone (a second replay is 404).
+
+    With an Idempotency-Key, a repeated replay answers the job the first one made.
+    """
+    if idempotency is not None and (earlier := earlier_job(idempotency)) is not None:
+        return accepted(earlier, response)
     with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
         letter = take_dead_letter(str(job_id))
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
     try:
-        return enqueue(celery_app.tasks[letter["task"]], letter["args"], response)
-    except RedisTrouble:
-        # Nothing is lost: the letter waits for the next replay.
+        return enqueue(celery_app.tasks[letter["task"]], letter["args"], response, idempotency)
+    except HTTPException:
+        # Nothing is lost (Redis refused the job, or the key was used meanwhile for another
+        # request): the letter waits for the next replay.
         with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
             put_back_dead_letter(letter)
         raise

@@ -109,3 +109,25 @@ def test_a_hard_failure_of_the_task_itself_is_a_dead_letter_too(
     (letter,) = client.get("/dead-letters").json()
     assert letter["task"] == "stage3_retries.tasks.generate_report"
     assert letter["args"] == [[1.0, 2.0], True]
+
+
+def test_a_replay_repeated_with_its_idempotency_key_answers_the_same_job_and_makes_no_second_one(
+    stage: CeleryStage, client: httpx.Client, receiver: WebhookReceiver, point_webhooks_at
+) -> None:
+    point_webhooks_at(receiver.status_url(500))
+    (job_id,) = fail_for_good(stage, client)
+    point_webhooks_at(receiver.url)
+    replay = f"/dead-letters/{job_id}/replay"
+
+    first = client.post(replay, headers={"Idempotency-Key": "replay-7"})
+    again = client.post(replay, headers={"Idempotency-Key": "replay-7"})  # the first answer was lost
+    other = client.post("/jobs/add", json={"x": 1, "y": 2}, headers={"Idempotency-Key": "replay-7"})
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert other.status_code == 422  # the key belongs to the replay
+    assert client.post(replay).status_code == 404  # without the key: replayed already
+    delivered_before = len(receiver.requests)
+    with stage.worker():
+        wait_for_status(client, first.json()["status_url"], "succeeded")
+    assert len(receiver.requests) == delivered_before + 1  # one new job, one delivery

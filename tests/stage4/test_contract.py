@@ -112,8 +112,11 @@ def test_a_dead_receiver_leaves_a_dead_letter_whose_replay_succeeds_once_it_is_f
     assert letter["args"] == [EVENT]
     assert letter["error"] == f"WebhookFailed: {receiver.url} answered 500 Internal Server Error"
     receiver.heal()
-    replay = client.post(f"/{library}/dead-letters/{job_id}/replay")
-    assert replay.status_code == 202
+    key = {"Idempotency-Key": f"replay-{job_id}"}
+    replay = client.post(f"/{library}/dead-letters/{job_id}/replay", headers=key)
+    again = client.post(f"/{library}/dead-letters/{job_id}/replay", headers=key)  # the first answer was lost
+    assert replay.status_code == again.status_code == 202
+    assert again.json() == replay.json()
     to_follow = replay.json()
     # RQ requeues the job itself (same id); Celery and Dramatiq make a new job.
     assert (to_follow["job_id"] == job_id) == (library == "rq")

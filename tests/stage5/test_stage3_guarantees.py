@@ -20,6 +20,9 @@ from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_the_report_shows_its_progress_while_it_runs,
     test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives,
 )
+from tests.stage3.test_dead_letters import (  # noqa: F401 (collected by pytest)
+    test_a_replay_repeated_with_its_idempotency_key_answers_the_same_job_and_makes_no_second_one,
+)
 from tests.stage3.test_idempotency import (  # noqa: F401 (collected by pytest)
     test_a_key_is_remembered_no_longer_than_its_job_is_known,
     test_the_same_key_and_body_answer_the_same_job_and_make_no_second_one,
