@@ -143,6 +143,20 @@ def test_a_redis_error_that_is_not_about_reaching_it_is_reported_as_what_it_is(
     api.process.wait_for_output("The cause: ResponseError: DB index is out of range")
 
 
+def test_a_wrong_password_is_reported_as_what_it_is_not_as_unreachable(trouble_api, redis_with_password: str) -> None:
+    url = redis_with_password.replace(":s3cret@", ":wrong@")
+    api = trouble_api(REDIS_URL=url)
+
+    response = answer_within_deadline(lambda client: client.post("/jobs/add", json={"x": 2, "y": 3}), api.base_url)
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": f"The job queue (Redis at {url.replace(':wrong@', ':**@')}) answered with an error: "
+        "invalid username-password pair or user is disabled."
+    }
+    api.process.wait_for_output("The cause: AuthenticationError: invalid username-password pair")
+
+
 # Any valid REDIS_URL ------------------------------------------------------------------------------
 
 

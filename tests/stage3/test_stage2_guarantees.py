@@ -32,6 +32,7 @@ from tests.stage2.test_redis_trouble import (  # noqa: F401 (collected by pytest
     test_a_rediss_url_turns_on_tls_for_the_broker_and_the_results,
     test_a_stalled_broker_is_503_within_the_redis_timeout_though_the_results_redis_answers,
     test_a_stalled_redis_is_503_within_the_redis_timeout,
+    test_a_wrong_password_is_reported_as_what_it_is_not_as_unreachable,
     test_asking_for_a_job_without_redis_is_503_too,
     test_enqueueing_without_redis_is_503_saying_it_is_not_reachable,
     test_the_stage_works_with_any_valid_redis_url,
