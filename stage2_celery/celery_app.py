@@ -37,6 +37,7 @@ celery_app = Celery(
     broker=broker_url,
     backend=result_backend_url,
     # The modules a worker imports to learn the tasks; without it: "Received unregistered task".
+    # In a flat project (this file copied beside tasks.py): include=["tasks"].
     include=["stage2_celery.tasks"],
 )
 

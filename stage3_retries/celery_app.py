@@ -39,6 +39,8 @@ celery_app = Celery(
     backend=result_backend_url,
     # The modules a worker imports to learn the tasks (and the dead-letter hook); without it:
     # "Received unregistered task".
+    # In a flat project (these files copied side by side): include=["tasks", "dead_letters"], and
+    # the task names in beat_schedule below lose the "stage3_retries." prefix.
     include=["stage3_retries.tasks", "stage3_retries.dead_letters"],
 )
 

@@ -60,7 +60,8 @@ celery_app = Celery(
     broker=broker_url,
     backend=result_backend_url,
     # The modules a worker imports to learn the tasks (and the dead-letter hook); without it:
-    # "Received unregistered task".
+    # "Received unregistered task". In a flat project (these files copied side by side): the
+    # module names without "stage5_monitoring.", and so the task names in the routes and beat_schedule.
     include=[
         "stage5_monitoring.tasks",
         "stage5_monitoring.dead_letters",
