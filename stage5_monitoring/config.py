@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     # Webhook deliveries per worker (a Celery rate limit: per worker, not for all of them): "10/s", "100/m".
     webhook_rate_limit: str = "10/s"
     # Processes per worker. Celery's default, one per CPU, counts per worker: with a worker per
-    # queue it multiplies (3 workers on 8 CPUs: 24 processes). Empty: one per CPU.
-    worker_concurrency: int | None = 2
+    # queue it multiplies (3 workers on 8 CPUs: 24 processes). Two each, unless set.
+    worker_concurrency: int = 2
     # GET /health answers within about this long, also when Redis does not answer.
     health_timeout_seconds: float = 1.0
     # Each worker notes in Redis which queues it consumes, five times in this many seconds; a

@@ -12,7 +12,8 @@ from tornado.options import options
 
 # Flower's page and API show every job's arguments and can stop workers: no credentials, no Flower.
 # (options holds what FLOWER_... variables and the command line have set so far.)
-if not options.basic_auth or not all(":" in credential for credential in options.basic_auth):
+# A user and a password, neither empty: "admin:" would let anyone in as admin.
+if not options.basic_auth or not all(all(credential.partition(":")[::2]) for credential in options.basic_auth):
     sys.exit(
         "Flower refuses to start without credentials: set FLOWER_BASIC_AUTH=user:password in its environment,\n"
         'for example: export FLOWER_BASIC_AUTH="admin:$(openssl rand -hex 12)"'

@@ -68,7 +68,8 @@ def run_services(
     flower_port: int | None = None,
 ) -> int:
     stop_cleanly_on_signals()
-    if flower_port is not None and ":" not in os.environ.get("FLOWER_BASIC_AUTH", ""):
+    user, _, password = os.environ.get("FLOWER_BASIC_AUTH", "").partition(":")
+    if flower_port is not None and not (user and password):  # "admin:" would let anyone in as admin
         print_error(NO_FLOWER_CREDENTIALS)
         return 1
     ports = [("mail catcher", smtp_port), ("webhook receiver", webhook_port)]

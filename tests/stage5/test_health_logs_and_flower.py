@@ -68,10 +68,14 @@ def test_the_api_makes_a_request_id_when_none_is_sent(client: httpx.Client) -> N
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
 
 
+@pytest.mark.parametrize("credentials", [None, "admin:", ":s3cret"], ids=["unset", "no password", "no user"])
 def test_flower_refuses_to_start_without_credentials_and_says_how_to_set_them(
-    start: Callable[..., ManagedProcess], monkeypatch: pytest.MonkeyPatch
+    start: Callable[..., ManagedProcess], monkeypatch: pytest.MonkeyPatch, credentials: str | None
 ) -> None:
-    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    if credentials is None:
+        monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    else:
+        monkeypatch.setenv("FLOWER_BASIC_AUTH", credentials)
     flower = start("flower")
 
     assert wait_for_exit(flower, timeout=30) == 1

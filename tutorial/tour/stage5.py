@@ -145,8 +145,9 @@ def flower_workers(flower: str, credentials: tuple[str, str]) -> dict[str, list[
 
     def listed() -> dict[str, list[str]] | None:
         answer = httpx.get(f"{flower}/api/workers?refresh=1", auth=credentials, timeout=10).json()
-        workers = {name: [queue["name"] for queue in info["active_queues"]] for name, info in sorted(answer.items())}
-        return workers if len(workers) == 3 else None
+        if len(answer) != 3 or not all("active_queues" in info for info in answer.values()):
+            return None  # on a busy machine Flower may list a worker before its queues: ask again
+        return {name: [queue["name"] for queue in info["active_queues"]] for name, info in sorted(answer.items())}
 
     return wait_until(listed, timeout=20, what="Flower to list the three workers")
 
