@@ -79,7 +79,12 @@ class RqJobs:
             state = job.get_status()
             last = job.latest_result()
             progress = job.get_meta(refresh=False).get("progress")
-            scheduled_for = queue.scheduled_job_registry.get_scheduled_time(job) if state == "scheduled" else None
+            scheduled_for = None
+            if state == RqStatus.SCHEDULED:
+                try:
+                    scheduled_for = queue.scheduled_job_registry.get_scheduled_time(job)
+                except NoSuchJobError:  # RQ's scheduler queued it in between: it is due, and queued
+                    state = RqStatus.QUEUED
         retried = retries_made(job)
         job_status = JobStatus(job_id=job_id, status="queued", backend_status=state.value)
         if state in (RqStatus.STARTED, RqStatus.FINISHED, RqStatus.FAILED) or retried:
