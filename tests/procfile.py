@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
+from tutorial.mail import SmtpSink
 from tutorial.processes import REPO_ROOT, ManagedProcess, ProcessGroup
+from tutorial.webhooks import WebhookReceiver
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -39,21 +42,26 @@ def procfile_process(stage: str, process_type: str, env: Mapping[str, str], log_
     return ManagedProcess(name, ["bash", "-c", f"exec {command}"], env=procfile_env(env), log_dir=log_dir)
 
 
-def procfile_starter(
-    stage: str, env: Mapping[str, str], log_dir: Path, started: ProcessGroup
-) -> Callable[..., ManagedProcess]:
-    """``start(process_type, ready_text=None, **more_env)`` for one test: each line it starts joins ``started``.
+@contextmanager
+def procfile_starter(stage: str, env: Mapping[str, str], log_dir: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """``start(process_type, ready_text=None, **more_env)`` for one test; what it started stops at the end.
 
-    A test's processes are stopped together when its ProcessGroup ends: a worker takes
-    about a second to stop, so one after the other would add up.
+    The processes are stopped together (a ProcessGroup): a worker takes about a second to
+    stop, so one after the other would add up.
     """
+    with ProcessGroup() as started:
 
-    def start(process_type: str, ready_text: str | None = None, **more_env: str) -> ManagedProcess:
-        process = procfile_process(stage, process_type, {**env, **more_env}, log_dir)
-        process.name = f"{process_type}-{len(list(log_dir.glob('*.log')))}"
-        started.start(process)
-        if ready_text:
-            process.wait_for_output(ready_text, timeout=30)
-        return process
+        def start(process_type: str, ready_text: str | None = None, **more_env: str) -> ManagedProcess:
+            process = procfile_process(stage, process_type, {**env, **more_env}, log_dir)
+            process.name = f"{process_type}-{len(list(log_dir.glob('*.log')))}"
+            started.start(process)
+            if ready_text:
+                process.wait_for_output(ready_text, timeout=30)
+            return process
 
-    return start
+        yield start
+
+
+def services_env(smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver) -> dict[str, str]:
+    """The settings that point a stage's processes at a test's own mail server and webhook receiver."""
+    return {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}

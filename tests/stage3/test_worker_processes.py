@@ -13,9 +13,9 @@ import pytest
 
 from tests.celery_stage import CeleryStage, Queues
 from tests.job_api import enqueue, job_status, wait_for_status
-from tests.procfile import VENV_BIN, procfile_env, procfile_process, procfile_starter
+from tests.procfile import VENV_BIN, procfile_env, procfile_process, procfile_starter, services_env
 from tutorial.mail import SmtpSink
-from tutorial.processes import REPO_ROOT, ManagedProcess, ProcessGroup, free_port, wait_for_exit
+from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, wait_for_exit
 from tutorial.webhooks import WebhookReceiver
 
 STAGE = "stage3_retries"
@@ -26,9 +26,8 @@ def start(
     stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> Iterator[Callable[..., ManagedProcess]]:
     """Start a line of the Procfile with the tests' services; all are stopped together at the end."""
-    services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
-    with ProcessGroup() as started:
-        yield procfile_starter(STAGE, {**stage_env, **services}, tmp_path, started)
+    with procfile_starter(STAGE, {**stage_env, **services_env(smtp_sink, webhook_receiver)}, tmp_path) as start:
+        yield start
 
 
 def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.procfile import procfile_starter
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, ProcessGroup, UvicornServer
+from tutorial.processes import ManagedProcess, UvicornServer
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -83,6 +83,5 @@ def receiver(services) -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def start_worker(stage_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
     """Start a library's worker from the Procfile and wait until it is ready; all are stopped together at the end."""
-    with ProcessGroup() as started:
-        start = procfile_starter(STAGE, stage_env, tmp_path, started)
+    with procfile_starter(STAGE, stage_env, tmp_path) as start:
         yield lambda library, **env: start(library, READY[library], **env)

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.celery_stage import CeleryStage, Queues, api_url, checked_queues, client, mail_server, stage  # noqa: F401 (fixtures)
-from tests.procfile import procfile_starter
+from tests.procfile import procfile_starter, services_env
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, ProcessGroup
+from tutorial.processes import ManagedProcess
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -111,9 +111,8 @@ def start(
     stage_env: dict[str, str], smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> Iterator[Callable[..., ManagedProcess]]:
     """Start a line of the Procfile with the tests' services; all are stopped together at the end."""
-    services = {"SMTP_HOST": smtp_sink.host, "SMTP_PORT": str(smtp_sink.port), "WEBHOOK_URL": webhook_receiver.url}
-    with ProcessGroup() as started:
-        yield procfile_starter(STAGE, {**stage_env, **services}, tmp_path, started)
+    with procfile_starter(STAGE, {**stage_env, **services_env(smtp_sink, webhook_receiver)}, tmp_path) as start:
+        yield start
 
 
 def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
