@@ -149,10 +149,17 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
     try:
-        return enqueue(celery_app.tasks[letter["task"]], letter["args"], response, idempotency)
-    except HTTPException:
-        # Nothing is lost (Redis refused the job, or the key was used meanwhile for another
-        # request): the letter waits for the next replay.
+        task = celery_app.tasks.get(letter["task"])
+        if task is None:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"Dead letter {job_id} is a job of {letter['task']}, a task this app cannot run: the letter is from "
+                "another app, or the task was renamed since. It is kept: replay it where that task is, or delete it.",
+            )
+        return enqueue(task, letter["args"], response, idempotency)
+    except Exception:
+        # Nothing is lost, whatever went wrong (a task this app does not have, Redis refused the
+        # job, the key was used meanwhile for another request): the letter waits for the next replay.
         with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
             put_back_dead_letter(letter)
         raise

@@ -3,7 +3,8 @@
 Pytest collects the imported test functions as tests of this module, so they use stage 5's
 fixtures (its API, its in-process workers, which consume every queue, its Redis database).
 A choice, to keep the suite quick: the code they test further (dead letters, countdowns,
-time limits) is stage 3's, unchanged, and tested there. The stage-2 test that compares a
+time limits) is stage 3's, unchanged, and tested there; of the dead letters, what needs no
+worker (whose letters this stage sees, and which replays keep them) runs here too. The stage-2 test that compares a
 whole answer is rewritten below: stage 5's answer also names the job's queue.
 """
 
@@ -21,7 +22,11 @@ from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives,
 )
 from tests.stage3.test_dead_letters import (  # noqa: F401 (collected by pytest)
+    test_a_dead_letter_of_a_task_this_app_does_not_have_is_409_naming_it_and_is_kept,
     test_a_replay_repeated_with_its_idempotency_key_answers_the_same_job_and_makes_no_second_one,
+    test_a_replay_that_the_broker_refuses_is_503_and_keeps_the_letter,
+    test_no_dead_letter_yet_is_an_empty_list,
+    test_the_dead_letters_of_the_other_stages_on_the_same_redis_are_not_listed_replayed_or_deleted_here,
 )
 from tests.stage3.test_idempotency import (  # noqa: F401 (collected by pytest)
     test_a_key_is_remembered_no_longer_than_its_job_is_known,
