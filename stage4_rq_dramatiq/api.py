@@ -278,6 +278,15 @@ def job_of_the_same_request(key: Idempotency, earlier: bytes | None) -> str:
     return earlier_job_id
 
 
+def cannot_run(job_id: str, task: str) -> HTTPException:
+    """A 409 for a dead letter whose replay cannot run here (the backend keeps the letter)."""
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        f"Dead letter {job_id} is a job of {task}, a task this app cannot run: the letter is from another app, "
+        "or the task was renamed since. It is kept: replay it where that task is, or delete it.",
+    )
+
+
 class RedisTrouble(HTTPException):
     """A 503 for a Redis call that failed; timed_out: Redis may have done it, but did not answer."""
 

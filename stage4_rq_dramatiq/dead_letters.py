@@ -16,11 +16,13 @@ from celery.signals import task_failure
 # Part of the stage4_rq_dramatiq package; in a flat project: from celery_app import celery_app
 from .celery_app import celery_app
 
-INDEX = "dead-letters"  # a sorted set: job ids, scored by when they failed
+# Keys named after the app ("<app>:dead-letters"): the stages all use Redis's database 0 by
+# default, and each must list and replay only its own letters.
+INDEX = f"{celery_app.main}:dead-letters"  # a sorted set: job ids, scored by when they failed
 
 
 def letter_key(job_id: str) -> str:
-    return f"dead-letter:{job_id}"
+    return f"{celery_app.main}:dead-letter:{job_id}"
 
 
 @task_failure.connect

@@ -13,7 +13,7 @@ from dramatiq.results import ResultFailure, ResultMissing
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
 from . import dramatiq_actors
-from .api import DeadLetter, JobStatus, Progress, RedisTrouble, Task, redis_errors_as_503
+from .api import DeadLetter, JobStatus, Progress, Task, cannot_run, redis_errors_as_503
 from .config import settings
 from .dramatiq_app import QUEUE, broker, results, state_key
 
@@ -71,6 +71,8 @@ class DramatiqJobs:
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         with redis_errors_as_503(settings.redis_url):
             redis_ids = broker.client.zrevrange(DEAD_IDS, 0, limit - 1)
+            if not redis_ids:
+                return []  # none yet (and HMGET without a field is an error)
             dead = [dramatiq.Message.decode(raw) for raw in broker.client.hmget(DEAD_MESSAGES, redis_ids) if raw]
             states = [self.state(message.message_id) for message in dead]
         return [
@@ -94,14 +96,17 @@ class DramatiqJobs:
         redis_id, score, raw = taken
         new_id = str(uuid4())
         try:
+            dead = dramatiq.Message.decode(raw)
+            if dead.actor_name not in broker.get_declared_actors():
+                raise cannot_run(job_id, dead.actor_name)
             with redis_errors_as_503(settings.redis_url):
                 # A fresh message of the same actor and arguments: the dead one's options (its retries) stay behind.
-                dead = dramatiq.Message.decode(raw)
                 broker.enqueue(
                     broker.get_actor(dead.actor_name).message(*dead.args, **dead.kwargs).copy(message_id=new_id)
                 )
-        except RedisTrouble:
-            with redis_errors_as_503(settings.redis_url):  # nothing is lost: it waits for the next replay
+        except Exception:
+            # Nothing is lost, whatever went wrong: the dead message waits for the next replay.
+            with redis_errors_as_503(settings.redis_url):
                 broker.client.pipeline().zadd(DEAD_IDS, {redis_id: score}).hset(DEAD_MESSAGES, redis_id, raw).execute()
             raise
         return new_id

@@ -14,7 +14,7 @@ from celery import states
 from kombu.exceptions import OperationalError
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
-from .api import DeadLetter, JobStatus, Progress, RedisTrouble, Task, redis_errors_as_503
+from .api import DeadLetter, JobStatus, Progress, Task, cannot_run, redis_errors_as_503
 from .celery_app import celery_app
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
@@ -94,9 +94,11 @@ class CeleryJobs:
             return None
         new_id = str(uuid4())
         try:
+            if letter["task"] not in TASK_OF_NAME:
+                raise cannot_run(job_id, letter["task"])
             self.enqueue(TASK_OF_NAME[letter["task"]], letter["args"], new_id, 0)
-        except RedisTrouble:
-            # Nothing is lost: the letter waits for the next replay.
+        except Exception:
+            # Nothing is lost, whatever went wrong: the letter waits for the next replay.
             with redis_errors_as_503(celery_app.backend.url):
                 put_back_dead_letter(letter)
             raise

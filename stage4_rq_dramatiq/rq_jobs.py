@@ -5,12 +5,13 @@ default (--with-scheduler runs the scheduler that enqueues delayed jobs and retr
 """
 
 import re
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
 from rq.registry import FailedJobRegistry
@@ -122,16 +123,18 @@ class RqJobs:
     def replay(self, job_id: str) -> str | None:
         """RQ requeues the failed job itself: the same id, to follow as before."""
         with redis_errors_as_503(settings.redis_url):
-            if job_id not in failed_jobs:
+            try:
+                failed_jobs.requeue(job_id)
+            except (NoSuchJobError, InvalidJobOperation):  # no such job, or not (or no longer) a failed one
                 return None
-            failed_jobs.requeue(job_id)
         return job_id
 
     def delete_dead_letter(self, job_id: str) -> bool:
         with redis_errors_as_503(settings.redis_url):
-            if job_id not in failed_jobs:
+            if not failed_jobs.remove(job_id):  # one step: of two deletes at once, one removes it
                 return False
-            failed_jobs.remove(job_id, delete_job=True)
+            with suppress(NoSuchJobError):  # the job's own key may be gone already (expired, evicted)
+                Job.fetch(job_id, connection=connection, serializer=JSONSerializer).delete()
         return True
 
 
