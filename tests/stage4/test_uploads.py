@@ -758,4 +758,4 @@ def test_a_thumbnail_job_of_a_photo_at_the_pixel_cap_decodes_a_fraction_of_it(tm
 
     assert measured.returncode == 0, measured.stderr
     grown_mb = int(measured.stdout) / 1024
-    assert grown_mb < 48, f"the job grew its process by {grown_mb:.0f} MB: half of a whole decode (96 MB) or more"
+    assert grown_mb < 24, f"the job grew its process by {grown_mb:.0f} MB: a quarter of a whole decode (96 MB) or more"
