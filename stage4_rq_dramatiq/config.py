@@ -5,7 +5,6 @@ catcher on localhost:8025 and its webhook receiver on localhost:8090, so the sta
 runs by hand with nothing set.
 """
 
-import tempfile
 from pathlib import Path
 
 from pydantic import model_validator
@@ -56,8 +55,9 @@ class Settings(BaseSettings):
     # the queue, and how often (per million Redis commands) a worker looks for such workers.
     dramatiq_heartbeat_timeout_seconds: float = 60.0
     dramatiq_maintenance_chance: int = 1000
-    # Uploads: where the API stores them (server-chosen names only), and the largest it accepts.
-    upload_dir: str = str(Path(tempfile.gettempdir()) / "stage4_rq_dramatiq-uploads")
+    # Uploads: where the API stores them (server-chosen names only), and the largest it accepts. In your
+    # home, not in a shared /tmp, where another user could make the folder first, or read it.
+    upload_dir: str = str(Path.home() / ".cache" / "stage4_rq_dramatiq" / "uploads")
     upload_max_bytes: int = 5 * 1024 * 1024
     # A thumbnail's longest side, in pixels.
     thumbnail_size: int = 128

@@ -18,14 +18,18 @@ from .config import settings
 # Pillow knows dozens more (its EPS decoder runs Ghostscript), and an upload has no business reaching them.
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp"}
 
-# The most pixels an upload may decode to (a 6000x4000 camera photo has 24 million). A decoded pixel
-# takes up to 4 bytes, so this keeps a job under about 100 MB. Pillow's own limit is far higher
-# (89 million, and below twice that only a warning): a PNG of under 1 MB could take 700 MB in a worker.
+# The most pixels an upload may decode to (a 6000x4000 camera photo has 24 million). Pillow's own limit is
+# far higher (89 million, and below twice that only a warning): a PNG of under 1 MB could take 700 MB in a
+# worker. At this cap a job took at most (measured, see the README): 3 MB for a JPEG, 71 MB if progressive,
+# 24 MB for a GIF, 96 MB for a PNG (192 MB with transparency), 390 MB for a WebP (Pillow decodes it whole,
+# and holds it four times). A worker that runs N jobs at once needs N times that.
 MAX_IMAGE_PIXELS = 25_000_000
 
 # Checked with fullmatch: re.match(r"...$") would also take a name that ends in a newline.
 STORED_NAME = re.compile(r"[0-9a-f]{32}\.(?:png|jpg|gif|webp)")
 THUMBNAIL_NAME = re.compile(r"[0-9a-f]{32}\.png")
+# What the thumbnails folder holds: thumbnails, and thumbnails being written (see make_thumbnail).
+THUMBNAIL_FILE = re.compile(r"[0-9a-f]{32}\.png|\.[0-9a-f]{32}\.partial")
 
 
 class NotAnImage(ValueError):
@@ -63,25 +67,47 @@ def open_image(file: IO[bytes]) -> Image.Image:
 
 
 def make_thumbnail(stored_name: str) -> dict[str, Any]:
-    """Make the PNG thumbnail of a stored upload (each library's task calls this, in a worker)."""
+    """Make the PNG thumbnail of a stored upload (each library's task calls this, in a worker).
+
+    The upload is deleted when the job ends, made or failed: no library retries this job, so
+    nothing would read it again. (A worker killed mid-job ends nothing: the job, run again, finds it.)
+    """
     # The name comes from a message: checked like any input, so no message makes a worker open another path.
     if not STORED_NAME.fullmatch(stored_name):
         raise ValueError(f"{stored_name!r} is not the name of a stored upload.")
-    size = settings.thumbnail_size
-    with open(upload_dir() / stored_name, "rb") as file, open_image(file) as image:
-        # A camera saves a photo as its sensor saw it, with an EXIF tag that says how to turn it upright.
-        thumbnail = ImageOps.exif_transpose(image)
-    thumbnail.thumbnail((size, size))  # keeps the proportions, never enlarges
-    if thumbnail.mode == "CMYK":  # a print-ready JPEG: PNG has no CMYK
-        thumbnail = thumbnail.convert("RGB")
+    upload = upload_dir() / stored_name
     name = Path(stored_name).stem + ".png"
-    folder = thumbnail_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    # Written under another name, then renamed: GET never serves half a file, and a retried job replaces it.
-    partial = folder / f".{uuid.uuid4().hex}.partial"
+    made = thumbnail_dir() / name
+    if not upload.exists():
+        if made.exists():  # this job ran already, and its worker died before the acknowledgement
+            with Image.open(made) as thumbnail:
+                return thumbnail_result(name, thumbnail)
+        raise FileNotFoundError(
+            f"No upload {stored_name} in {upload_dir()}: its job ran already, or it expired, or this "
+            "worker's UPLOAD_DIR is not the API's."
+        )
     try:
-        thumbnail.save(partial, format="PNG")
-        partial.replace(folder / name)
+        with open(upload, "rb") as file, open_image(file) as image:
+            # thumbnail() decodes a JPEG at 1/2, 1/4 or 1/8 of its size (Image.draft), just above
+            # the size asked; a PNG, GIF or WebP is decoded whole, then shrunk in place.
+            image.thumbnail((settings.thumbnail_size,) * 2)  # keeps the proportions, never enlarges
+            # A camera saves a photo as its sensor saw it, with an EXIF tag that says how to turn it
+            # upright: turned now that it is small (the box is square, so its size is the same).
+            thumbnail = ImageOps.exif_transpose(image)
+        if thumbnail.mode == "CMYK":  # a print-ready JPEG: PNG has no CMYK
+            thumbnail = thumbnail.convert("RGB")
+        thumbnail_dir().mkdir(mode=0o700, exist_ok=True)
+        # Written under another name, then renamed: GET never serves half a file, and a job run twice replaces it.
+        partial = thumbnail_dir() / f".{uuid.uuid4().hex}.partial"
+        try:
+            thumbnail.save(partial, format="PNG")
+            partial.replace(made)
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
-        partial.unlink(missing_ok=True)
+        upload.unlink(missing_ok=True)
+    return thumbnail_result(name, thumbnail)
+
+
+def thumbnail_result(name: str, thumbnail: Image.Image) -> dict[str, Any]:
     return {"thumbnail_url": f"/thumbnails/{name}", "width": thumbnail.width, "height": thumbnail.height}

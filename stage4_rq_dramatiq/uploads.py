@@ -7,12 +7,16 @@ trusted. Here, before any job exists:
 - the body is counted while it arrives, and reading stops at UPLOAD_MAX_BYTES (413);
 - the bytes decide what the file is (415), and an image too large once decoded is refused (422).
 A job then carries the stored file's name, never its bytes: every worker must see the same
-UPLOAD_DIR (on other machines, shared storage).
+UPLOAD_DIR (on other machines, shared storage). The job deletes the upload; what is left after a
+job's result has expired (its thumbnail, an upload whose job never ran) is swept by later uploads.
 """
 
 import os
 import shutil
+import stat
+import time
 import uuid
+from contextlib import suppress
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -21,7 +25,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from .config import settings
-from .thumbnails import EXTENSIONS, THUMBNAIL_NAME, ImageTooLarge, NotAnImage, open_image, thumbnail_dir
+from .thumbnails import (
+    EXTENSIONS,
+    STORED_NAME,
+    THUMBNAIL_FILE,
+    THUMBNAIL_NAME,
+    ImageTooLarge,
+    NotAnImage,
+    open_image,
+    thumbnail_dir,
+)
 from .thumbnails import upload_dir as upload_dir
 
 # The form around the file (boundary lines, part headers) may add this much to the body.
@@ -42,6 +55,45 @@ UPLOAD_FORM_OPENAPI: dict[str, Any] = {
         },
     }
 }
+
+
+class UnsafeUploadDir(RuntimeError):
+    """UPLOAD_DIR belongs to another user, or other users may open it."""
+
+
+def prepare_upload_dir() -> None:
+    """Make UPLOAD_DIR and its thumbnails folder, yours alone (mode 700); refuse them if they are not."""
+    for folder in (upload_dir(), thumbnail_dir()):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.name != "posix":
+            continue  # Windows has no owner ids and modes: its folders in your home are yours
+        found = folder.stat()
+        if found.st_uid != os.geteuid():
+            raise UnsafeUploadDir(
+                f"UPLOAD_DIR {folder} belongs to another user (uid {found.st_uid}): choose a folder of your own."
+            )
+        if found.st_mode & 0o077:
+            mode = stat.S_IMODE(found.st_mode)
+            raise UnsafeUploadDir(
+                f"UPLOAD_DIR {folder} is open to other users (mode {mode:o}): "
+                f"make it yours alone (chmod 700 {folder}) or choose another."
+            )
+
+
+# When the API starts: a folder another user made first (or may read) must not hold the uploads.
+prepare_upload_dir()
+
+
+def sweep_old_uploads() -> None:
+    """Delete what uploads older than a job's result (RESULT_EXPIRES_SECONDS) left: thumbnails nobody
+    can find any more, uploads whose job never ran, thumbnails half written by a worker that died."""
+    oldest = time.time() - settings.result_expires_seconds
+    for folder, ours in ((upload_dir(), STORED_NAME), (thumbnail_dir(), THUMBNAIL_FILE)):
+        for path in folder.iterdir():
+            # Another API process may sweep at the same time: a file gone meanwhile is fine.
+            with suppress(FileNotFoundError):
+                if ours.fullmatch(path.name) and path.lstat().st_mtime < oldest:
+                    path.unlink()
 
 
 def _too_large() -> HTTPException:
@@ -85,10 +137,12 @@ def _check_and_store(file: IO[bytes]) -> str:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     # The client's filename plays no part: a random name, the extension of what the bytes are.
     stored_name = uuid.uuid4().hex + EXTENSIONS[image_format]
-    upload_dir().mkdir(parents=True, exist_ok=True)
+    prepare_upload_dir()  # again: a folder deleted since the start is made anew
     file.seek(0)
     with open(upload_dir() / stored_name, "xb") as stored:  # "x": a new file, never an overwrite
         shutil.copyfileobj(file, stored)
+    # Each upload clears away the old ones: the folder grows only as fast as a day's uploads.
+    sweep_old_uploads()
     return stored_name
 
 
@@ -126,7 +180,9 @@ router = APIRouter()
 @router.get("/thumbnails/{name}", response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
 def get_thumbnail(name: str) -> FileResponse:
     # Only names this server gives out, and only in the thumbnails folder: a name with /, \ or ..
-    # (however it was encoded) does not match, and never reaches the file system.
-    if not THUMBNAIL_NAME.fullmatch(name) or not (thumbnail_dir() / name).is_file():
+    # (however it was encoded) does not match, and never reaches the file system. Never through
+    # a link either: one planted in the folder could point anywhere (/etc/passwd).
+    path = thumbnail_dir() / name
+    if not THUMBNAIL_NAME.fullmatch(name) or path.is_symlink() or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "No such thumbnail.")
-    return FileResponse(thumbnail_dir() / name, media_type="image/png")
+    return FileResponse(path, media_type="image/png")

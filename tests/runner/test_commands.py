@@ -90,7 +90,7 @@ STORIES = {
         "dramatiq: succeeded after 3 attempts; the receiver answered 503, 503, 200",
         "thumbnail: 128x64 image/png",
         "answer: 415 The file is not a PNG, JPEG, GIF or WebP image",
-        "files in UPLOAD_DIR: 2, as before",
+        "files in UPLOAD_DIR: 1, as before",
         "answer: 404 {'detail': 'Not Found'}",
         "key(s) the tour wrote to database 15",
     ],

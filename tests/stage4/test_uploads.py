@@ -14,9 +14,11 @@ import os
 import re
 import select
 import socket
+import stat
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +30,12 @@ import httpx
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tutorial.processes import UvicornServer
+from tests.job_api import wait_for_status
+from tests.stage4.conftest import LIBRARIES
+from tests.stage4.conftest import STAGE as STAGE_NAME
+from tutorial.processes import ManagedProcess, UvicornServer
+from tutorial.redis_server import RedisService, with_database
+from tutorial.waiting import WaitTimeout
 
 STAGE = Path(__file__).resolve().parents[2] / "stage4_rq_dramatiq"
 LIMIT = 64 * 1024  # UPLOAD_MAX_BYTES of the tests' server: small, so the tests stay quick
@@ -198,8 +205,9 @@ def test_a_client_filename_never_becomes_a_path(client: httpx.Client, server: Se
     stored_name = response.json()["stored_name"]
     assert STORED_NAME.fullmatch(stored_name)
     stem = stored_name.removesuffix(".png")
-    # The upload and its thumbnail, under the server's names, inside UPLOAD_DIR; nothing anywhere else.
-    assert server.files() - before == {f"srv/uploads/{stored_name}", f"srv/uploads/thumbnails/{stem}.png"}
+    # The thumbnail, under the server's name, inside UPLOAD_DIR (the upload itself is deleted once it is
+    # made); nothing anywhere else.
+    assert server.files() - before == {f"srv/uploads/thumbnails/{stem}.png"}
     assert not (server.root / "escaped.png").exists()
 
 
@@ -243,6 +251,22 @@ def test_get_thumbnails_answers_404_to_anything_but_a_thumbnail_name(
     target = target.format(stored_name=uploaded["stored_name"], stem=stem, STEM=stem.upper())
 
     status, content = get_raw(server.base_url, target)
+
+    assert status == 404, content[:200]
+    assert b"root:" not in content
+
+
+def test_get_thumbnails_does_not_serve_through_a_link_planted_in_the_folder(
+    server: Server, uploaded: dict[str, Any], tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    link = server.upload_dir / "thumbnails" / ("0123456789abcdef" * 2 + ".png")
+    link.symlink_to(secret)
+    try:
+        status, content = get_raw(server.base_url, f"/thumbnails/{link.name}")
+    finally:
+        link.unlink()
 
     assert status == 404, content[:200]
     assert b"root:" not in content
@@ -427,6 +451,153 @@ def test_an_empty_file_is_422_with_a_clear_message(client: httpx.Client, server:
     assert server.files() == before
 
 
+# UPLOAD_DIR: private, and emptied ---------------------------------------------------------------
+
+
+def test_by_default_uploads_go_to_a_folder_in_the_users_home_that_only_the_user_can_open(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "UPLOAD_DIR"}
+    api = UvicornServer("tests.stage4.upload_app:app", env={**env, "HOME": str(home)}, log_dir=tmp_path)
+    request.addfinalizer(api.stop)
+    api.start()
+
+    with httpx.Client(base_url=api.base_url, timeout=10) as client:
+        response = upload(client, encoded(halves(60, 30), "PNG"))
+
+    assert response.status_code == 200, response.text
+    folder = home / ".cache" / "stage4_rq_dramatiq" / "uploads"
+    assert (folder / "thumbnails" / response.json()["thumbnail_url"].removeprefix("/thumbnails/")).is_file()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "thumbnails").stat().st_mode) == 0o700
+
+
+def start_api_with_upload_dir(folder: Path, log_dir: Path, request: pytest.FixtureRequest) -> UvicornServer:
+    api = UvicornServer("tests.stage4.upload_app:app", env={**os.environ, "UPLOAD_DIR": str(folder)}, log_dir=log_dir)
+    request.addfinalizer(api.stop)
+    return api
+
+
+def test_an_upload_dir_that_others_may_open_is_refused_at_start(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    folder = tmp_path / "uploads"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)  # whatever the umask
+    api = start_api_with_upload_dir(folder, tmp_path, request)
+
+    with pytest.raises(WaitTimeout, match="stopped while waiting") as refused:
+        api.start()
+
+    assert f"UPLOAD_DIR {folder} is open to other users (mode 755): make it yours alone (chmod 700 {folder})" in str(
+        refused.value
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a folder away needs root")
+def test_an_upload_dir_of_another_user_is_refused_at_start(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    folder = tmp_path / "uploads"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)  # nobody's
+    api = start_api_with_upload_dir(folder, tmp_path, request)
+
+    with pytest.raises(WaitTimeout, match="stopped while waiting") as refused:
+        api.start()
+
+    assert f"UPLOAD_DIR {folder} belongs to another user (uid 65534)" in str(refused.value)
+
+
+# The stage's own API and workers, with a queue of this module's own (database 6) and an UPLOAD_DIR of its own.
+OWN_QUEUE_DB = 6
+
+
+@pytest.fixture(scope="module")
+def stage_uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stage-uploads")
+
+
+@pytest.fixture(scope="module")
+def stage_settings(stage_env: dict[str, str], private_redis: RedisService, stage_uploads: Path) -> dict[str, str]:
+    return {**stage_env, "REDIS_URL": with_database(private_redis.url, OWN_QUEUE_DB), "UPLOAD_DIR": str(stage_uploads)}
+
+
+@pytest.fixture(scope="module")
+def stage_client(stage_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    env = {**os.environ, **stage_settings}
+    with (
+        UvicornServer(f"{STAGE_NAME}.main:app", env=env, log_dir=tmp_path_factory.mktemp("stage-api")) as api,
+        httpx.Client(base_url=api.base_url, timeout=10) as client,
+    ):
+        yield client
+
+
+def originals(folder: Path) -> set[str]:
+    """The uploads waiting in UPLOAD_DIR for their job."""
+    return {path.name for path in folder.iterdir() if STORED_NAME.fullmatch(path.name)}
+
+
+def post_upload(client: httpx.Client, library: str, content: bytes, folder: Path) -> tuple[str, str]:
+    """POST an upload to ``library`` while no worker runs: its status URL, and the name it is stored under."""
+    before = originals(folder)
+    response = client.post(f"/{library}/thumbnails", files={"file": ("picture.png", content)})
+    assert response.status_code == 202, response.text
+    (stored_name,) = originals(folder) - before
+    return response.json()["status_url"], stored_name
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_after_its_job_an_upload_leaves_only_its_thumbnail_or_nothing_if_the_job_failed(
+    library: str,
+    stage_client: httpx.Client,
+    stage_settings: dict[str, str],
+    stage_uploads: Path,
+    start_worker: Callable[..., ManagedProcess],
+) -> None:
+    picture = encoded(halves(300, 100), "PNG")
+    broken = encoded(Image.effect_noise((200, 100), 50).convert("RGB"), "PNG")
+    broken = broken[: len(broken) // 2]  # its header is whole, so the API takes it; the worker cannot decode it
+    made_url, made_name = post_upload(stage_client, library, picture, stage_uploads)
+    failed_url, failed_name = post_upload(stage_client, library, broken, stage_uploads)
+
+    start_worker(library, **stage_settings)
+    made = wait_for_status(stage_client, made_url, "succeeded", timeout=20)
+    failed = wait_for_status(stage_client, failed_url, "failed", timeout=20)
+
+    made_stem, failed_stem = Path(made_name).stem, Path(failed_name).stem
+    assert made["result"]["thumbnail_url"] == f"/thumbnails/{made_stem}.png"
+    assert "image file is truncated" in failed["error"]
+    left = {path.relative_to(stage_uploads).as_posix() for path in stage_uploads.rglob("*")}
+    assert {name for name in left if made_stem in name} == {f"thumbnails/{made_stem}.png"}  # the upload is gone
+    assert {name for name in left if failed_stem in name} == set()  # no upload, no thumbnail
+    assert [name for name in left if name.endswith(".partial")] == []
+
+
+def test_each_upload_sweeps_away_what_uploads_older_than_a_job_result_left(
+    stage_client: httpx.Client, stage_uploads: Path
+) -> None:
+    (stage_uploads / "thumbnails").mkdir(exist_ok=True)
+    day_and_a_minute_ago = time.time() - 86400 - 60  # RESULT_EXPIRES_SECONDS: a day
+    old = [
+        stage_uploads / f"{os.urandom(16).hex()}.jpg",  # an upload whose job never ran
+        stage_uploads / "thumbnails" / f"{os.urandom(16).hex()}.png",
+        stage_uploads / "thumbnails" / f".{os.urandom(16).hex()}.partial",  # a worker killed while writing
+    ]
+    kept = [
+        stage_uploads / "thumbnails" / f"{os.urandom(16).hex()}.png",  # a young thumbnail
+        stage_uploads / "notes.txt",  # not a name the server gives out
+    ]
+    for path in old + kept:
+        path.write_bytes(b"x")
+    for path in [*old, kept[1]]:
+        os.utime(path, (day_and_a_minute_ago, day_and_a_minute_ago))
+
+    response = stage_client.post("/celery/thumbnails", files={"file": ("a.png", encoded(halves(60, 30), "PNG"))})
+
+    assert response.status_code == 202, response.text
+    assert [path.name for path in old if path.exists()] == []
+    assert [path.name for path in kept if path.exists()] == [path.name for path in kept]
+
+
 # make_thumbnail, called as a worker calls it ----------------------------------------------------
 
 
@@ -485,11 +656,15 @@ def test_make_thumbnail_does_not_enlarge_a_small_image(uploads: ModuleType) -> N
         pass
 
 
-def test_make_thumbnail_turns_a_photo_as_its_exif_orientation_says(uploads: ModuleType) -> None:
+# The large one is decoded at an eighth of its size (Image.draft), then turned: the same picture.
+@pytest.mark.parametrize(("width", "height"), [(200, 100), (4000, 2000)], ids=["small", "large"])
+def test_make_thumbnail_turns_a_photo_as_its_exif_orientation_says(
+    uploads: ModuleType, width: int, height: int
+) -> None:
     # Orientation 6: the camera was turned a quarter clockwise; shown upright, the left side is on top.
     exif = Image.Exif()
     exif[0x0112] = 6
-    name = stored(uploads, encoded(halves(200, 100), "JPEG", exif=exif), ".jpg")
+    name = stored(uploads, encoded(halves(width, height), "JPEG", exif=exif), ".jpg")
 
     result = uploads.make_thumbnail(name)
 
@@ -527,3 +702,60 @@ def test_make_thumbnail_takes_only_the_name_of_a_stored_upload(uploads: ModuleTy
     # A message is input like any other: a worker opens no path a message names.
     with pytest.raises(ValueError, match="is not the name of a stored upload"):
         uploads.make_thumbnail(name)
+
+
+def test_make_thumbnail_deletes_the_upload_once_its_thumbnail_is_made(uploads: ModuleType) -> None:
+    name = stored(uploads, encoded(halves(300, 100), "PNG"), ".png")
+
+    uploads.make_thumbnail(name)
+
+    left = {path.relative_to(uploads.upload_dir()).as_posix() for path in uploads.upload_dir().rglob("*")}
+    assert left == {"thumbnails", f"thumbnails/{Path(name).stem}.png"}
+
+
+def test_make_thumbnail_run_again_after_it_made_the_thumbnail_answers_the_same(uploads: ModuleType) -> None:
+    # At least once: a worker that dies after the job, before its acknowledgement, has the job run again.
+    name = stored(uploads, encoded(halves(300, 100), "PNG"), ".png")
+
+    first = uploads.make_thumbnail(name)
+    again = uploads.make_thumbnail(name)
+
+    assert again == first
+
+
+def test_make_thumbnail_of_an_upload_that_is_gone_says_where_it_looked(uploads: ModuleType) -> None:
+    name = os.urandom(16).hex() + ".png"
+
+    with pytest.raises(FileNotFoundError, match=f"No upload {name} in {re.escape(str(uploads.upload_dir()))}"):
+        uploads.make_thumbnail(name)
+
+
+# In a fresh process: how much a make_thumbnail call grows its peak memory (ru_maxrss, KiB on Linux).
+PEAK_GROWTH = """
+import resource, sys
+from stage4_rq_dramatiq import thumbnails
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+thumbnails.make_thumbnail(sys.argv[1])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss counts KiB on Linux (bytes on macOS)")
+def test_a_thumbnail_job_of_a_photo_at_the_pixel_cap_decodes_a_fraction_of_it(tmp_path: Path) -> None:
+    # 24 million pixels, turned by EXIF. Decoded whole, then turned: the job grew the process by 88 MB
+    # (measured). Decoded at an eighth of its size, and turned once small: by nothing measurable.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    name = os.urandom(16).hex() + ".jpg"
+    halves(6000, 4000).save(folder / name, "JPEG", exif=exif)
+    env = {**os.environ, "UPLOAD_DIR": str(folder)}
+
+    measured = subprocess.run(
+        [sys.executable, "-c", PEAK_GROWTH, name], env=env, cwd=STAGE.parent, capture_output=True, text=True, timeout=60
+    )
+
+    assert measured.returncode == 0, measured.stderr
+    grown_mb = int(measured.stdout) / 1024
+    assert grown_mb < 24, f"the job grew its process by {grown_mb:.0f} MB: a quarter of a whole decode (96 MB) or more"
