@@ -57,7 +57,8 @@ def test_health_is_503_at_once_saying_redis_is_not_reachable(health_api) -> None
 
 
 def test_health_is_503_within_its_deadline_when_redis_accepts_but_does_not_answer(
-    health_api, stalled_redis: RedisService
+    health_api,
+    stalled_redis: RedisService,  # noqa: F811
 ) -> None:
     api = health_api(REDIS_URL=stalled_redis.url)
 
