@@ -12,7 +12,7 @@ from tests.conftest import RunningApi
 from tests.stage2.test_redis_trouble import closed_url, stalled_redis  # noqa: F401 (a fixture)
 from tutorial.redis_server import RedisService
 
-# The API's deadline for /health in these tests (HEALTH_TIMEOUT_SECONDS)...
+# The API's deadline for /health in these tests (HEALTH_TIMEOUT_SECONDS, as in every stage's stage_env)...
 HEALTH_TIMEOUT = 0.5
 # ... and the client's, under two of them: an API that waits longer, or twice, fails.
 HEALTH_DEADLINE = 0.9
