@@ -67,7 +67,7 @@ class AddRequest(BaseModel):
 
 
 class ReportRequest(BaseModel):
-    # Finite numbers only: a NaN row would make a NaN report, which JSON cannot carry.
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
     rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit: the hard limit then kills it.
     stop_at_soft_limit: bool = True

@@ -21,7 +21,7 @@ NOT_FINITE = [
     ("/jobs/add", '{"x": 1e400, "y": 1}', [["body", "x"]]),
     # The error for the missing y echoes the whole body, NaN and all.
     ("/jobs/add", '{"x": NaN}', [["body", "x"], ["body", "y"]]),
-    # A report of a NaN row would be queued, and its result (a NaN sum) could never be shown.
+    # A NaN row was taken: the report ran, and its answer said "sum": null.
     ("/jobs/report", '{"rows": [1, NaN]}', [["body", "rows", 1]]),
     ("/jobs/report", '{"rows": [Infinity]}', [["body", "rows", 0]]),
     ("/jobs/report", '{"rows": [2, -Infinity, 1e400]}', [["body", "rows", 1], ["body", "rows", 2]]),

@@ -1,8 +1,8 @@
 """NaN and Infinity in what stage 3 adds: a countdown, and an event's payload (any JSON object).
 
-A payload with a NaN would be queued, fail to be sent (JSON has no NaN: httpx refuses it) and
-end as a dead letter that GET /dead-letters could not show. So it is refused, naming the field,
-before anything is queued or an Idempotency-Key is claimed. Stage 2's cases run here too
+A payload with a NaN was queued, and could never be sent (JSON has no NaN: httpx refuses it):
+the job failed at once, a dead letter. So it is refused, naming the field, before anything is
+queued or an Idempotency-Key is claimed. Stage 2's cases run here too
 (test_stage2_guarantees.py).
 """
 
