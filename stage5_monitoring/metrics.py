@@ -11,7 +11,7 @@
 
 Every label has a value from a short list known in advance: a job id or a raw path as a label
 would make a new time series for every job, until Prometheus runs out of memory. So does
-anything a client chooses: a method it made up is counted as `other` (see short_labels).
+anything a client chooses: a method it made up counts as `other`, a path as `none` (short_labels).
 How the jobs end (succeeded, failed, retried, how long they ran) is counted from the workers'
 events by Flower, at its own /metrics.
 """
