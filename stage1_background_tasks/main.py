@@ -3,10 +3,14 @@
 Run it from the repository root: uvicorn stage1_background_tasks.main:app
 """
 
-from typing import Annotated, Any, Literal
+import json
+from typing import Annotated, Literal
 
-from fastapi import BackgroundTasks, FastAPI, Path, status
-from pydantic import BaseModel, Field
+from fastapi import BackgroundTasks, FastAPI, Path, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 # Part of the stage1_background_tasks package; in a flat project: from tasks import (...)
 from .tasks import (
@@ -20,9 +24,27 @@ from .tasks import (
 app = FastAPI(title="Stage 1: BackgroundTasks")
 
 
+@app.exception_handler(RequestValidationError)
+async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
+
+    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
+    FastAPI's own handler fail (a 500).
+    """
+    errors = jsonable_encoder(error.errors())
+    for each in errors:
+        try:
+            json.dumps(each, allow_nan=False)
+        except ValueError:
+            del each["input"]
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 class Event(BaseModel):
+    # Any JSON object, but no NaN or Infinity in it: an event with one could never be sent.
+    model_config = ConfigDict(allow_inf_nan=False)
     type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):

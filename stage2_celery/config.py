@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     result_expires_seconds: int = 3600
     # The longest the API waits for any one Redis call before it answers 503 instead of hanging.
     redis_timeout_seconds: float = 3.0
+    # GET /health answers within about this long, also when Redis does not answer.
+    health_timeout_seconds: float = 1.0
     # The example tasks are slow on purpose, so you can watch their status change.
     add_delay_seconds: float = 3.0
     report_step_seconds: float = 0.5

@@ -101,7 +101,7 @@ def job_status(job_id: str) -> JobStatus:
 
 
 @contextmanager
-def redis_errors_as_503(url: str | None) -> Iterator[None]:
+def redis_errors_as_503(url: str | None, timeout_seconds: float = settings.redis_timeout_seconds) -> Iterator[None]:
     """Turn a failed Redis call into a 503 that says what went wrong, and log the cause."""
     try:
         yield
@@ -110,7 +110,7 @@ def redis_errors_as_503(url: str | None) -> Iterator[None]:
         # kombu wraps the broker's connection errors in its own OperationalError.
         cause = (error.__cause__ or error.__context__) if isinstance(error, OperationalError) else error
         if isinstance(cause, RedisTimeoutError | TimeoutError):
-            detail = f"{where} did not answer within {settings.redis_timeout_seconds:g} s: try again later."
+            detail = f"{where} did not answer within {timeout_seconds:g} s: try again later."
         elif isinstance(cause, RedisConnectionError | OSError) and not isinstance(cause, AuthenticationError):
             detail = f"{where} is not reachable: is Redis running there, and is REDIS_URL right?"
         else:

@@ -4,17 +4,39 @@ Run it from the repository root: uvicorn stage2_celery.main:app
 The jobs run in a worker:        celery -A stage2_celery worker --loglevel=INFO
 """
 
+import json
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Response, status
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Path, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, FiniteFloat
+from redis import Redis
 
 # Part of the stage2_celery package; in a flat project: from jobs import ...
-from .jobs import JobAccepted, JobStatus, enqueue, job_status
+from .config import settings
+from .jobs import JobAccepted, JobStatus, enqueue, job_status, redis_errors_as_503
 from .tasks import add, generate_report, send_welcome_email
 
 app = FastAPI(title="Stage 2: Celery")
+
+
+@app.exception_handler(RequestValidationError)
+async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
+
+    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
+    FastAPI's own handler fail (a 500).
+    """
+    errors = jsonable_encoder(error.errors())
+    for each in errors:
+        try:
+            json.dumps(each, allow_nan=False)
+        except ValueError:
+            del each["input"]
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 class AddRequest(BaseModel):
@@ -23,7 +45,8 @@ class AddRequest(BaseModel):
 
 
 class ReportRequest(BaseModel):
-    rows: list[float] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
+    rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
 
 
 UserId = Annotated[int, Path(gt=0, description="A positive user id")]
@@ -53,6 +76,17 @@ def get_job(job_id: UUID) -> JobStatus:
     return job_status(str(job_id))
 
 
-@app.get("/health")
+# Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
+health_redis = Redis.from_url(
+    settings.redis_url,
+    socket_connect_timeout=settings.health_timeout_seconds,
+    socket_timeout=settings.health_timeout_seconds,
+)
+
+
+@app.get("/health", responses={503: {"description": "Redis does not answer"}})
 def health() -> dict[str, str]:
+    """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
+    with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
+        health_redis.ping()
     return {"status": "ok"}

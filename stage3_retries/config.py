@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     result_expires_seconds: int = 86400
     # The longest the API waits for any one Redis call before it answers 503 instead of hanging.
     redis_timeout_seconds: float = 3.0
+    # GET /health answers within about this long, also when Redis does not answer.
+    health_timeout_seconds: float = 1.0
     # Retries: attempt n waits a random time between 0 and min(max, base * 2**n) ("full jitter").
     webhook_max_retries: int = 5
     email_max_retries: int = 5

@@ -5,11 +5,16 @@ The jobs run in a worker:        celery -A stage3_retries worker --loglevel=INFO
 The digest is sent by:           celery -A stage3_retries beat --loglevel=INFO
 """
 
+import json
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
+from redis import Redis
 
 # Part of the stage3_retries package; in a flat project: from jobs import ...
 from .celery_app import celery_app
@@ -31,9 +36,27 @@ from .tasks import add, deliver_webhook, generate_report, send_welcome_email
 app = FastAPI(title="Stage 3: Celery that survives failure")
 
 
+@app.exception_handler(RequestValidationError)
+async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
+
+    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
+    FastAPI's own handler fail (a 500).
+    """
+    errors = jsonable_encoder(error.errors())
+    for each in errors:
+        try:
+            json.dumps(each, allow_nan=False)
+        except ValueError:
+            del each["input"]
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 class Event(BaseModel):
+    # Any JSON object, but no NaN or Infinity in it: an event with one could never be sent.
+    model_config = ConfigDict(allow_inf_nan=False)
     type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class AddRequest(BaseModel):
@@ -44,7 +67,8 @@ class AddRequest(BaseModel):
 
 
 class ReportRequest(BaseModel):
-    rows: list[float] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
+    rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit: the hard limit then kills it.
     stop_at_soft_limit: bool = True
 
@@ -135,6 +159,17 @@ def delete_dead_letter(job_id: UUID) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
 
 
-@app.get("/health")
+# Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
+health_redis = Redis.from_url(
+    settings.redis_url,
+    socket_connect_timeout=settings.health_timeout_seconds,
+    socket_timeout=settings.health_timeout_seconds,
+)
+
+
+@app.get("/health", responses={503: {"description": "Redis does not answer"}})
 def health() -> dict[str, str]:
+    """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
+    with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
+        health_redis.ping()
     return {"status": "ok"}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 from redis import Redis, RedisError
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -62,8 +62,10 @@ class DeadLetter(BaseModel):
 
 
 class Event(BaseModel):
+    # Any JSON object, but no NaN or Infinity in it: an event with one could never be sent.
+    model_config = ConfigDict(allow_inf_nan=False)
     type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class AddRequest(BaseModel):
@@ -74,7 +76,8 @@ class AddRequest(BaseModel):
 
 
 class ReportRequest(BaseModel):
-    rows: list[float] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
+    rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit (Celery only: the others have no soft limit).
     stop_at_soft_limit: bool = True
 
@@ -296,7 +299,9 @@ class RedisTrouble(HTTPException):
 
 
 @contextmanager
-def redis_errors_as_503(url: str | None, *library_errors: type[Exception]) -> Iterator[None]:
+def redis_errors_as_503(
+    url: str | None, *library_errors: type[Exception], timeout_seconds: float = settings.redis_timeout_seconds
+) -> Iterator[None]:
     """Turn a failed Redis call into a 503 that says what went wrong, and log the cause.
 
     ``library_errors``: a library's own wrappers of Redis errors (kombu's OperationalError);
@@ -309,7 +314,7 @@ def redis_errors_as_503(url: str | None, *library_errors: type[Exception]) -> It
         cause = error if isinstance(error, RedisError) else (error.__cause__ or error.__context__ or error)
         timed_out = isinstance(cause, RedisTimeoutError | TimeoutError)
         if timed_out:
-            detail = f"{where} did not answer within {settings.redis_timeout_seconds:g} s: try again later."
+            detail = f"{where} did not answer within {timeout_seconds:g} s: try again later."
         elif isinstance(cause, RedisConnectionError | OSError) and not isinstance(cause, AuthenticationError):
             detail = f"{where} is not reachable: is Redis running there, and is REDIS_URL right?"
         else:

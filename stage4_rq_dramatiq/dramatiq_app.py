@@ -18,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
+from redis import Redis
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from config import settings
 from .config import settings
@@ -72,9 +73,14 @@ class JobStates(Middleware):
 
 
 broker = RedisBroker(
-    url=settings.redis_url,
-    socket_connect_timeout=settings.redis_timeout_seconds,
-    socket_timeout=settings.redis_timeout_seconds,
+    # A client, not url=: RedisBroker builds its own pool from a URL and drops the timeouts
+    # given beside it (a stalled Redis then made the API wait redis-py's default 5 s). The
+    # worker shares these: it polls its queues and never sends a command that blocks.
+    client=Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.redis_timeout_seconds,
+    ),
     # A worker killed mid-job leaves its message in an "acks" set until another worker's
     # maintenance sees the dead worker's heartbeat time out; maintenance runs on a random
     # fraction of commands (per million). Dramatiq's defaults: 60 s and 1,000 per million.

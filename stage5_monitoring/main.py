@@ -5,14 +5,18 @@ Every process of the stage, workers, beat and Flower included: stage5_monitoring
 """
 
 import hashlib
+import json
 from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage5_monitoring package; in a flat project: from jobs import ...
 from .celery_app import PRIORITIES, celery_app
@@ -44,9 +48,27 @@ app.include_router(uploads_router)
 app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_valid_request_id)
 
 
+@app.exception_handler(RequestValidationError)
+async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
+
+    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
+    FastAPI's own handler fail (a 500).
+    """
+    errors = jsonable_encoder(error.errors())
+    for each in errors:
+        try:
+            json.dumps(each, allow_nan=False)
+        except ValueError:
+            del each["input"]
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 class Event(BaseModel):
+    # Any JSON object, but no NaN or Infinity in it: an event with one could never be sent.
+    model_config = ConfigDict(allow_inf_nan=False)
     type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class AddRequest(BaseModel):
@@ -57,7 +79,8 @@ class AddRequest(BaseModel):
 
 
 class ReportRequest(BaseModel):
-    rows: list[float] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
+    rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit: the hard limit then kills it.
     stop_at_soft_limit: bool = True
     # A high one is taken before the normal and low ones that wait in the queue.

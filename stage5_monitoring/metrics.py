@@ -10,7 +10,8 @@
   name the task but not the queue: the alert rules join them with this (see alerts.yml).
 
 Every label has a value from a short list known in advance: a job id or a raw path as a label
-would make a new time series for every job, until Prometheus runs out of memory.
+would make a new time series for every job, until Prometheus runs out of memory. So does
+anything a client chooses: a method it made up counts as `other`, a path as `none` (short_labels).
 How the jobs end (succeeded, failed, retried, how long they ran) is counted from the workers'
 events by Flower, at its own /metrics.
 """
@@ -81,11 +82,29 @@ def stage_tasks() -> list[str]:
     return sorted(name for name in celery_app.tasks if name.startswith(f"{celery_app.main}."))
 
 
+# The methods a request is counted by; a client may send any word (uvicorn passes it on).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def short_labels(info: http_metrics.Info) -> None:
+    """Count an invented method as "other", and a path redirected to add or drop its "/" as "none".
+
+    The instrumentator labels a request with the method the client sent (`curl -X ZZTOP`), and a
+    path that Starlette redirects to itself with or without its trailing "/" (`/jobs/anything/`,
+    307) with that path: a new series for each.
+    """
+    if info.method not in HTTP_METHODS:
+        info.method = "other"
+    if info.modified_status == "307" and "route" not in info.request.scope:  # no route: the redirect
+        info.modified_handler = "none"
+
+
 def instrument(app: FastAPI) -> None:
     """Count and time every request, and serve GET /metrics."""
     for task in stage_tasks():
         JOBS_ENQUEUED.labels(task=task, queue=queue_of(task))  # a 0 from the start, so rate() sees the first job
     instrumentator = Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"])
+    instrumentator.add(short_labels)  # first: the two metrics below read the labels it leaves
     instrumentator.add(http_metrics.requests())
     instrumentator.add(http_metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)))
     instrumentator.instrument(app).expose(app, include_in_schema=False)

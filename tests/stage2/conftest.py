@@ -20,6 +20,8 @@ def stage_env(private_redis: RedisService) -> dict[str, str]:
         "REDIS_URL": with_database(private_redis.url, QUEUE_DB),
         "ADD_DELAY_SECONDS": "0",
         "REPORT_STEP_SECONDS": "0.2",
+        # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
+        "HEALTH_TIMEOUT_SECONDS": "0.5",
     }
 
 

@@ -28,6 +28,8 @@ def stage_env(private_redis: RedisService) -> dict[str, str]:
         # Short limits, so the prefork worker shows them quickly (and solo shows it ignores them).
         "REPORT_SOFT_TIME_LIMIT_SECONDS": "1",
         "REPORT_TIME_LIMIT_SECONDS": "2",
+        # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
+        "HEALTH_TIMEOUT_SECONDS": "0.5",
     }
 
 

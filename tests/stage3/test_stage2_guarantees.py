@@ -12,6 +12,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.stage2.test_bad_input import (  # noqa: F401 (collected by pytest)
+    test_nan_or_infinity_in_a_body_is_422_naming_the_field_and_enqueues_nothing,
+)
+from tests.stage2.test_health import (  # noqa: F401 (collected by pytest)
+    health_api,
+    test_health_is_200_when_redis_answers,
+    test_health_is_503_at_once_saying_redis_is_not_reachable,
+    test_health_is_503_within_its_deadline_when_redis_accepts_but_does_not_answer,
+)
 from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_a_failing_job_is_reported_as_failed_with_its_error_not_as_a_500,
     test_a_job_accepted_before_the_api_restarts_still_runs,

@@ -47,6 +47,8 @@ def stage_env(private_redis: RedisService, services, tmp_path_factory: pytest.Te
         "RETRY_BACKOFF_SECONDS": "0.05",
         "RETRY_BACKOFF_MAX_SECONDS": "1",
         "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
+        # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
+        "HEALTH_TIMEOUT_SECONDS": "0.5",
     }
 
 

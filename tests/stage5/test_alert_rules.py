@@ -72,6 +72,16 @@ def test_the_compose_prometheus_scrapes_the_api_and_flower_and_loads_the_rules_a
     assert "${FLOWER_BASIC_AUTH:?" in compose["flower"]["environment"]["FLOWER_BASIC_AUTH"], "no password in the file"
 
 
+def test_prometheus_refuses_a_scrape_of_more_samples_than_its_sample_limit() -> None:
+    # Every label of the API comes from a short list, but a bug (or another exporter) could still
+    # add series without end: over the limit the scrape fails whole, and ScrapeTargetDown fires.
+    config = yaml.safe_load((REPO_ROOT / "stage5_monitoring" / "prometheus.yml").read_text())
+
+    limits = {job["job_name"]: job.get("sample_limit") for job in config["scrape_configs"]}
+
+    assert limits == {"jobs-api": 10_000, "flower": 10_000}
+
+
 @needs_promtool
 def test_the_compose_prometheus_config_is_valid() -> None:
     checked = promtool("check", "config", str(REPO_ROOT / "stage5_monitoring" / "prometheus.yml"))

@@ -14,12 +14,18 @@ import httpx
 
 from tests.celery_stage import CeleryStage
 from tests.job_api import enqueue, job_status, wait_for_status
+from tests.stage2.test_bad_input import (  # noqa: F401 (collected by pytest)
+    test_nan_or_infinity_in_a_body_is_422_naming_the_field_and_enqueues_nothing,
+)
 from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_a_job_id_that_is_not_a_uuid_is_422_naming_the_field,
     test_an_id_that_was_never_issued_is_404_although_celery_says_pending,
     test_bad_input_is_422_naming_the_field_and_enqueues_nothing,
     test_the_report_shows_its_progress_while_it_runs,
     test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives,
+)
+from tests.stage3.test_bad_input import (  # noqa: F401 (collected by pytest)
+    test_nan_or_infinity_in_a_countdown_or_an_event_payload_is_422_naming_the_field_and_enqueues_nothing,
 )
 from tests.stage3.test_dead_letters import (  # noqa: F401 (collected by pytest)
     test_a_dead_letter_of_a_task_this_app_does_not_have_is_409_naming_it_and_is_kept,
