@@ -277,7 +277,8 @@ def accepted(job_id: str, response: Response, backend: JobBackend) -> JobAccepte
 
 
 def idempotency_key_name(backend: JobBackend, key: Idempotency) -> str:
-    return f"idempotency-key:{backend.name}:{hashlib.sha256(key.key.encode()).hexdigest()}"
+    # Stage 4's own keys, per library: another stage on the same Redis never answers with these jobs.
+    return f"idempotency-key:stage4:{backend.name}:{hashlib.sha256(key.key.encode()).hexdigest()}"
 
 
 def claim_value(state: Literal["pending", "made"], job_id: str, asked: str, key: Idempotency) -> str:
