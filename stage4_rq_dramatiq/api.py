@@ -4,10 +4,13 @@ whichever library runs the jobs. Each library plugs in through a `JobBackend`
 """
 
 import hashlib
+import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal, Protocol
@@ -91,7 +94,8 @@ class JobBackend(Protocol):
 
     name: str  # the URL prefix: celery, rq, dramatiq
 
-    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None: ...
+    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
+        """Its RedisTrouble is timed_out only where Redis may still make the job (not before it publishes)."""
 
     def status(self, job_id: str) -> JobStatus | None: ...
 
@@ -111,23 +115,45 @@ idempotency_store = Redis.from_url(
 )
 
 
+# An Idempotency-Key is claimed as "pending" first, and points at its job once the job is made.
+# A pending claim lives longer than the Redis calls of one enqueue (each gives up after
+# REDIS_TIMEOUT_SECONDS): one that nobody completes (Redis ran it after the API gave up) expires.
+PENDING_CLAIM_SECONDS = 5 * settings.redis_timeout_seconds
+# A request that finds the same request's claim pending waits this long for its job, then is 409.
+WAIT_FOR_PENDING_SECONDS = settings.redis_timeout_seconds
+# Made within its pending claim's life, a key then expires before its job's mark does.
+MADE_CLAIM_SECONDS = max(1, settings.idempotency_key_seconds - PENDING_CLAIM_SECONDS)
+
+# Only while the key still holds this request's pending claim: once that expired, the key may be another's.
+MAKE_CLAIM = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end"
+)
+RELEASE_CLAIM = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+
 @dataclass(frozen=True)
 class Idempotency:
     key: str
-    fingerprint: str  # of the request: the same key with another request is refused
+    request: str  # its method and path: the same key on another endpoint is another request
 
 
 async def idempotency(
     request: Request,
     idempotency_key: Annotated[str | None, Header(pattern=r"^[\x21-\x7e]{1,255}$")] = None,
 ) -> Idempotency | None:
-    """The optional Idempotency-Key header: 1 to 255 visible characters, else 422."""
+    """The optional Idempotency-Key header: 1 to 255 visible characters, else 422.
+
+    The body is not read here: what a request asks for is known once FastAPI has validated it (asked_for).
+    """
     if idempotency_key is None:
         return None
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
-    if not request.headers.get("content-type", "").startswith("multipart/"):
-        digest.update(await request.body())  # an upload's bytes count too: see enqueue_thumbnail
-    return Idempotency(idempotency_key, digest.hexdigest())
+    return Idempotency(idempotency_key, f"{request.method} {request.url.path}")
+
+
+def asked_for(*job: Any) -> str:
+    """What a request asks for, as a digest of the job it makes; not of its bytes, so the same JSON
+    with its keys in another order, other spaces or a default spelled out is the same request."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
 
 
 IdempotencyKey = Annotated[Idempotency | None, Depends(idempotency)]
@@ -164,12 +190,12 @@ def job_api(backend: JobBackend) -> APIRouter:
     @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
     def enqueue_thumbnail(stored_name: StoredImage, response: Response, key: IdempotencyKey) -> JobAccepted:
         stored = upload_dir() / stored_name
-        if key is not None:  # the same key with another image is another request
-            key = replace(key, fingerprint=hashlib.sha256(key.fingerprint.encode() + stored.read_bytes()).hexdigest())
+        # The stored name is new each time: the same image is the same request, another image another one.
+        asked = asked_for("thumbnail", hashlib.sha256(stored.read_bytes()).hexdigest()) if key else None
         # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
         discard = partial(stored.unlink, missing_ok=True)
         try:
-            return enqueue(backend, "thumbnail", [stored_name], response, key, 0, on_repeat=discard)
+            return enqueue(backend, "thumbnail", [stored_name], response, key, 0, on_repeat=discard, asked=asked)
         except HTTPException:
             discard()
             raise
@@ -220,11 +246,16 @@ def enqueue(
     key: Idempotency | None,
     delay: float,
     on_repeat: Callable[[], None] | None = None,
+    asked: str | None = None,
 ) -> JobAccepted:
-    """Claim the Idempotency-Key (if any), then have the library enqueue the job under a new id."""
+    """Claim the Idempotency-Key (if any) as pending, have the library enqueue the job under a new
+    id, then point the key at the job. `asked`: what the request asks for, where its arguments do
+    not say it (see enqueue_thumbnail)."""
     job_id = str(uuid4())
     if key is not None:
-        earlier = claim_idempotency_key(backend, key, job_id)
+        # float: a default 0 and a 0 sent are one delay.
+        asked = asked or asked_for(task, args, float(delay))
+        earlier = claim_idempotency_key(backend, key, job_id, asked, "pending")
         if earlier is not None:
             if on_repeat is not None:
                 on_repeat()
@@ -232,12 +263,13 @@ def enqueue(
     try:
         backend.enqueue(task, args, job_id, delay)
     except RedisTrouble as trouble:
-        if key is not None and not trouble.timed_out:
-            # The job was not made: let a retry with the same key make it. (After a timeout
-            # it may have been, so the key keeps pointing at it.)
-            with suppress(RedisError):
-                idempotency_store.delete(idempotency_key_name(backend, key))
+        if key is not None:
+            # Not made: the key is free for the client's retry. But Redis may still run a publish
+            # that timed out: then the key points at the job, the one honest "it may have been made".
+            complete_claim(backend, key, job_id, asked, made=trouble.timed_out)
         raise
+    if key is not None:
+        complete_claim(backend, key, job_id, asked, made=True)
     return accepted(job_id, response, backend)
 
 
@@ -248,37 +280,85 @@ def accepted(job_id: str, response: Response, backend: JobBackend) -> JobAccepte
 
 
 def idempotency_key_name(backend: JobBackend, key: Idempotency) -> str:
-    return f"idempotency-key:{backend.name}:{hashlib.sha256(key.key.encode()).hexdigest()}"
+    # Stage 4's own keys, per library: another stage on the same Redis never answers with these jobs.
+    return f"idempotency-key:stage4:{backend.name}:{hashlib.sha256(key.key.encode()).hexdigest()}"
 
 
-def claim_idempotency_key(backend: JobBackend, key: Idempotency, job_id: str) -> str | None:
-    """Claim the key for this job (SET NX: one request wins), or return the job that has it."""
+def claim_value(state: Literal["pending", "made"], job_id: str, asked: str, key: Idempotency) -> str:
+    """A claim as Redis keeps it: "pending <job id> <what it asks for> POST /rq/jobs/add"."""
+    return f"{state} {job_id} {asked} {key.request}"
+
+
+def claim_idempotency_key(
+    backend: JobBackend, key: Idempotency, job_id: str, asked: str = "", state: Literal["pending", "made"] = "made"
+) -> str | None:
+    """Claim the key for a job (SET NX: one request wins), or return the job an earlier request with
+    this key made. A job about to be made claims it "pending"; a replay's job, made already, "made"
+    (its path says all it asks for)."""
     name = idempotency_key_name(backend, key)
-    with redis_errors_as_503(settings.redis_url):
-        if idempotency_store.set(name, f"{key.fingerprint} {job_id}", nx=True, ex=settings.idempotency_key_seconds):
-            return None
-        earlier = idempotency_store.get(name)
-    return job_of_the_same_request(key, earlier)
+    lifetime = PENDING_CLAIM_SECONDS if state == "pending" else MADE_CLAIM_SECONDS
+    deadline = time.monotonic() + WAIT_FOR_PENDING_SECONDS
+    while True:
+        with redis_errors_as_503(settings.redis_url):
+            if idempotency_store.set(name, claim_value(state, job_id, asked, key), nx=True, px=round(lifetime * 1000)):
+                return None
+        earlier = made_job(backend, key, asked, deadline)
+        if earlier is not None:
+            return earlier
+        # The claim was given up (its job was not made), or it expired: claim the key again.
+
+
+def complete_claim(backend: JobBackend, key: Idempotency, job_id: str, asked: str, made: bool) -> None:
+    """Point the key at its job once the job is made, or free the key if it was not made.
+
+    A key left pending (Redis does not answer) expires by itself: the client's retry then makes the job.
+    """
+    name, pending = idempotency_key_name(backend, key), claim_value("pending", job_id, asked, key)
+    with suppress(RedisTrouble), redis_errors_as_503(settings.redis_url):
+        if not made:
+            idempotency_store.eval(RELEASE_CLAIM, 1, name, pending)
+            return
+        made_claim = claim_value("made", job_id, asked, key)
+        if not idempotency_store.eval(MAKE_CLAIM, 1, name, pending, made_claim, round(MADE_CLAIM_SECONDS * 1000)):
+            logger.warning("The Idempotency-Key's claim expired before its job %s was made: Redis is slow.", job_id)
 
 
 def earlier_job(backend: JobBackend, key: Idempotency) -> str | None:
     """The job an earlier request with this key made, if any (without claiming the key)."""
-    with redis_errors_as_503(settings.redis_url):
-        earlier = idempotency_store.get(idempotency_key_name(backend, key))
-    return None if earlier is None else job_of_the_same_request(key, earlier)
+    return made_job(backend, key, None, time.monotonic() + WAIT_FOR_PENDING_SECONDS)
 
 
-def job_of_the_same_request(key: Idempotency, earlier: bytes | None) -> str:
-    """The job id of a claimed key, if the claim was made by the same request; else 422."""
-    fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")
-    if fingerprint != key.fingerprint:
-        # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.
-        problem = "This Idempotency-Key was used with another request: use a new key for a new request."
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"type": "idempotency_key_reused", "loc": ["header", "idempotency-key"], "msg": problem}],
-        )
-    return earlier_job_id
+def made_job(backend: JobBackend, key: Idempotency, asked: str | None, deadline: float) -> str | None:
+    """The job the key points at, waiting until the deadline for a pending one (then 409); None if
+    the key is free. A key claimed by another request is 422.
+
+    asked: None for a replay, which asks before its job is known (its path names the dead letter).
+    """
+    name = idempotency_key_name(backend, key)
+    while True:
+        with redis_errors_as_503(settings.redis_url):
+            earlier = idempotency_store.get(name)
+            if earlier is None:
+                return None
+            state, job_id, earlier_asked, earlier_request = earlier.decode().split(" ", 3)
+            if earlier_request != key.request or asked not in (None, earlier_asked):
+                # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.
+                problem = "This Idempotency-Key was used with another request: use a new key for a new request."
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    [{"type": "idempotency_key_reused", "loc": ["header", "idempotency-key"], "msg": problem}],
+                )
+            if state == "made":
+                return job_id
+            if time.monotonic() >= deadline:
+                # The draft's answer to a request whose twin is still being processed; the claim says how long at most.
+                retry_after = max(1, math.ceil(idempotency_store.pttl(name) / 1000))
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    "A request with this Idempotency-Key is still being processed: try again later.",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        time.sleep(0.05)
 
 
 def cannot_run(job_id: str, task: str) -> HTTPException:

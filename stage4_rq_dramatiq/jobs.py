@@ -14,7 +14,7 @@ from celery import states
 from kombu.exceptions import OperationalError
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
-from .api import DeadLetter, JobStatus, Progress, Task, cannot_run, redis_errors_as_503
+from .api import DeadLetter, JobStatus, Progress, RedisTrouble, Task, cannot_run, redis_errors_as_503
 from .celery_app import celery_app
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
@@ -43,10 +43,14 @@ class CeleryJobs:
 
     def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
         run_at = datetime.now(UTC) + timedelta(seconds=delay_seconds) if delay_seconds else None
-        with redis_errors_as_503(celery_app.backend.url):
-            # A scheduled job's mark also says when it is due.
-            mark = {"run_at": run_at.isoformat()} if run_at else None
-            celery_app.backend.store_result(job_id, mark, states.PENDING)
+        try:
+            with redis_errors_as_503(celery_app.backend.url):
+                # A scheduled job's mark also says when it is due.
+                mark = {"run_at": run_at.isoformat()} if run_at else None
+                celery_app.backend.store_result(job_id, mark, states.PENDING)
+        except RedisTrouble as trouble:
+            # Nothing is published yet: whatever Redis still does with the mark, no job is made.
+            raise RedisTrouble(trouble.detail, timed_out=False) from trouble
         with redis_errors_as_503(celery_app.conf.broker_url, OperationalError):
             # retry=False: with the broker gone, fail now rather than retry while the client waits.
             # No time limits in the message: the worker's own settings apply (Celery would

@@ -9,7 +9,10 @@ New in stage 5: a job's queue and priority, a metric and a log line for each job
 """
 
 import hashlib
+import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -70,23 +73,45 @@ STATUS_OF_CELERY_STATE: dict[str, JobState] = {
 }
 
 
+# An Idempotency-Key is claimed as "pending" first, and points at its job once the job is made.
+# A pending claim lives longer than the Redis calls of one enqueue (each gives up after
+# REDIS_TIMEOUT_SECONDS): one that nobody completes (Redis ran it after the API gave up) expires.
+PENDING_CLAIM_SECONDS = 5 * settings.redis_timeout_seconds
+# A request that finds the same request's claim pending waits this long for its job, then is 409.
+WAIT_FOR_PENDING_SECONDS = settings.redis_timeout_seconds
+# Made within its pending claim's life, a key then expires before its job's mark does.
+MADE_CLAIM_SECONDS = max(1, settings.idempotency_key_seconds - PENDING_CLAIM_SECONDS)
+
+# Only while the key still holds this request's pending claim: once that expired, the key may be another's.
+MAKE_CLAIM = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end"
+)
+RELEASE_CLAIM = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+
 @dataclass(frozen=True)
 class Idempotency:
     key: str
-    fingerprint: str  # of the request: the same key with another request is refused
+    request: str  # its method and path: the same key on another endpoint is another request
 
 
 async def idempotency(
     request: Request,
     idempotency_key: Annotated[str | None, Header(pattern=r"^[\x21-\x7e]{1,255}$")] = None,
 ) -> Idempotency | None:
-    """The optional Idempotency-Key header: 1 to 255 visible characters, else 422."""
+    """The optional Idempotency-Key header: 1 to 255 visible characters, else 422.
+
+    The body is not read here: what a request asks for is known once FastAPI has validated it (asked_for).
+    """
     if idempotency_key is None:
         return None
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
-    if not request.headers.get("content-type", "").startswith("multipart/"):
-        digest.update(await request.body())  # an upload's bytes count too: see main.enqueue_thumbnail
-    return Idempotency(idempotency_key, digest.hexdigest())
+    return Idempotency(idempotency_key, f"{request.method} {request.url.path}")
+
+
+def asked_for(*job: Any) -> str:
+    """What a request asks for, as a digest of the job it makes; not of its bytes, so the same JSON
+    with its keys in another order, other spaces or a default spelled out is the same request."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
 
 
 def enqueue(
@@ -97,6 +122,7 @@ def enqueue(
     delay_seconds: float = 0,
     priority: int | None = None,
     on_repeat: Callable[[], None] | None = None,
+    asked: str | None = None,
 ) -> JobAccepted:
     """Mark a new job as issued, publish it, and say where to watch it.
 
@@ -105,18 +131,23 @@ def enqueue(
     /jobs/{id} can then tell "queued" from "never issued". If publishing fails, the
     client gets a 503 and never learns the id, so the mark left behind is harmless.
 
-    With an Idempotency-Key, the key is claimed before anything else: of two requests
-    with the same key, the first makes the job and the second answers with its id.
+    With an Idempotency-Key, the key is claimed before anything else, as pending: of two
+    requests with the same key, the first makes the job, and the second waits for it and
+    answers its id. The key points at the job only once the job is made. `asked`: what the
+    request asks for, where its arguments do not say it (see main.enqueue_thumbnail).
     """
     job_id = str(uuid4())
     if idempotency is not None:
-        earlier = claim_idempotency_key(idempotency, job_id)
+        # float: a default 0 and a 0 sent are one delay.
+        asked = asked or asked_for(task.name, args, float(delay_seconds), priority)
+        earlier = claim_idempotency_key(idempotency, job_id, asked)
         if earlier is not None:
             if on_repeat is not None:
                 on_repeat()
             return accepted(earlier, response)
     run_at = datetime.now(UTC) + timedelta(seconds=delay_seconds) if delay_seconds else None
     queue = queue_of(task.name)
+    publishing = False
     try:
         with redis_errors_as_503(celery_app.backend.url):
             # A scheduled job's mark also says when it is due.
@@ -124,6 +155,7 @@ def enqueue(
             celery_app.backend.store_result(job_id, mark, states.PENDING)
             # The worker's states overwrite the mark, so the queue is kept beside it, as long.
             celery_app.backend.client.set(queue_key(job_id), queue, ex=settings.result_expires_seconds)
+        publishing = True
         with redis_errors_as_503(celery_app.conf.broker_url):
             # retry=False: with the broker gone, fail now rather than retry while the client waits.
             # No time limits in the message: the worker's own settings apply (Celery would
@@ -134,12 +166,13 @@ def enqueue(
                 args, task_id=job_id, retry=False, eta=run_at, soft_time_limit=None, time_limit=None, **priority_option
             )
     except RedisTrouble as trouble:
-        if idempotency is not None and not trouble.timed_out:
-            # The job was not made: let a retry with the same key make it. (After a timeout
-            # it may have been, so the key keeps pointing at it.)
-            with suppress(RedisError):
-                celery_app.backend.client.delete(idempotency_key_name(idempotency))
+        if idempotency is not None:
+            # Not made: the key is free for the client's retry. But Redis may still run a publish
+            # that timed out: then the key points at the job, the one honest "it may have been made".
+            complete_claim(idempotency, job_id, asked, made=publishing and trouble.timed_out)
         raise
+    if idempotency is not None:
+        complete_claim(idempotency, job_id, asked, made=True)
     JOBS_ENQUEUED.labels(task=task.name, queue=queue).inc()
     if priority is None:
         priority = celery_app.conf.task_default_priority
@@ -158,39 +191,83 @@ def accepted(job_id: str, response: Response) -> JobAccepted:
 
 
 def idempotency_key_name(idempotency: Idempotency) -> str:
-    return f"idempotency-key:{hashlib.sha256(idempotency.key.encode()).hexdigest()}"
+    # Stage 5's own keys: another stage on the same Redis never answers with stage 5's jobs.
+    return f"idempotency-key:stage5:{hashlib.sha256(idempotency.key.encode()).hexdigest()}"
 
 
-def claim_idempotency_key(idempotency: Idempotency, job_id: str) -> str | None:
-    """Claim the key for this job (SET NX: one request wins), or return the job that has it."""
+def claim_value(state: Literal["pending", "made"], job_id: str, asked: str, idempotency: Idempotency) -> str:
+    """A claim as Redis keeps it: "pending <job id> <what it asks for> POST /jobs/add"."""
+    return f"{state} {job_id} {asked} {idempotency.request}"
+
+
+def claim_idempotency_key(idempotency: Idempotency, job_id: str, asked: str) -> str | None:
+    """Claim the key for a job about to be made (SET NX: one request wins), or return the job an
+    earlier request with this key made."""
     name = idempotency_key_name(idempotency)
-    claim = f"{idempotency.fingerprint} {job_id}"
-    with redis_errors_as_503(celery_app.backend.url):
+    deadline = time.monotonic() + WAIT_FOR_PENDING_SECONDS
+    while True:
+        with redis_errors_as_503(celery_app.backend.url):
+            pending = claim_value("pending", job_id, asked, idempotency)
+            if celery_app.backend.client.set(name, pending, nx=True, px=round(PENDING_CLAIM_SECONDS * 1000)):
+                return None
+        earlier = made_job(idempotency, asked, deadline)
+        if earlier is not None:
+            return earlier
+        # The claim was given up (its job was not made), or it expired: claim the key again.
+
+
+def complete_claim(idempotency: Idempotency, job_id: str, asked: str, made: bool) -> None:
+    """Point the key at its job once the job is made, or free the key if it was not made.
+
+    A key left pending (Redis does not answer) expires by itself: the client's retry then makes the job.
+    """
+    name, pending = idempotency_key_name(idempotency), claim_value("pending", job_id, asked, idempotency)
+    with suppress(RedisTrouble), redis_errors_as_503(celery_app.backend.url):
         client = celery_app.backend.client
-        if client.set(name, claim, nx=True, ex=settings.idempotency_key_seconds):
-            return None
-        earlier = client.get(name)
-    return job_of_the_same_request(idempotency, earlier)
+        if not made:
+            client.eval(RELEASE_CLAIM, 1, name, pending)
+            return
+        made_claim = claim_value("made", job_id, asked, idempotency)
+        if not client.eval(MAKE_CLAIM, 1, name, pending, made_claim, round(MADE_CLAIM_SECONDS * 1000)):
+            logger.warning("The Idempotency-Key's claim expired before its job %s was made: Redis is slow.", job_id)
 
 
 def earlier_job(idempotency: Idempotency) -> str | None:
     """The job an earlier request with this key made, if any (without claiming the key)."""
-    with redis_errors_as_503(celery_app.backend.url):
-        earlier = celery_app.backend.client.get(idempotency_key_name(idempotency))
-    return None if earlier is None else job_of_the_same_request(idempotency, earlier)
+    return made_job(idempotency, None, time.monotonic() + WAIT_FOR_PENDING_SECONDS)
 
 
-def job_of_the_same_request(idempotency: Idempotency, earlier: bytes | None) -> str:
-    """The job id of a claimed key, if the claim was made by the same request; else 422."""
-    fingerprint, _, earlier_job_id = (earlier or b"").decode().partition(" ")
-    if fingerprint != idempotency.fingerprint:
-        # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.
-        problem = "This Idempotency-Key was used with another request: use a new key for a new request."
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"type": "idempotency_key_reused", "loc": ["header", "idempotency-key"], "msg": problem}],
-        )
-    return earlier_job_id
+def made_job(idempotency: Idempotency, asked: str | None, deadline: float) -> str | None:
+    """The job the key points at, waiting until the deadline for a pending one (then 409); None if
+    the key is free. A key claimed by another request is 422.
+
+    asked: None for a replay, which asks before its job is known (its path names the dead letter).
+    """
+    name = idempotency_key_name(idempotency)
+    while True:
+        with redis_errors_as_503(celery_app.backend.url):
+            earlier = celery_app.backend.client.get(name)
+            if earlier is None:
+                return None
+            state, job_id, earlier_asked, earlier_request = earlier.decode().split(" ", 3)
+            if earlier_request != idempotency.request or asked not in (None, earlier_asked):
+                # The IETF Idempotency-Key draft's choice: a key reused for another request is an error.
+                problem = "This Idempotency-Key was used with another request: use a new key for a new request."
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    [{"type": "idempotency_key_reused", "loc": ["header", "idempotency-key"], "msg": problem}],
+                )
+            if state == "made":
+                return job_id
+            if time.monotonic() >= deadline:
+                # The draft's answer to a request whose twin is still being processed; the claim says how long at most.
+                retry_after = max(1, math.ceil(celery_app.backend.client.pttl(name) / 1000))
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    "A request with this Idempotency-Key is still being processed: try again later.",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        time.sleep(0.05)
 
 
 def job_status(job_id: str) -> JobStatus:

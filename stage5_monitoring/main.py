@@ -6,7 +6,6 @@ Every process of the stage, workers, beat and Flower included: stage5_monitoring
 
 import hashlib
 import json
-from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -27,6 +26,7 @@ from .jobs import (
     JobAccepted,
     JobStatus,
     accepted,
+    asked_for,
     earlier_job,
     enqueue,
     idempotency,
@@ -135,13 +135,12 @@ def enqueue_report(request: ReportRequest, response: Response, idempotency: Idem
 @app.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
 def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     stored = upload_dir() / stored_name
-    if idempotency is not None:  # the same key with another image is another request
-        digest = hashlib.sha256(idempotency.fingerprint.encode() + stored.read_bytes())
-        idempotency = replace(idempotency, fingerprint=digest.hexdigest())
+    # The stored name is new each time: the same image is the same request, another image another one.
+    asked = asked_for("thumbnail", hashlib.sha256(stored.read_bytes()).hexdigest()) if idempotency else None
     # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
     discard = partial(stored.unlink, missing_ok=True)
     try:
-        return enqueue(make_thumbnail, [stored_name], response, idempotency, on_repeat=discard)
+        return enqueue(make_thumbnail, [stored_name], response, idempotency, on_repeat=discard, asked=asked)
     except HTTPException:
         discard()
         raise

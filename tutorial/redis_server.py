@@ -23,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -206,19 +206,20 @@ def start_redis_server(
     binary: str | None = None,
     timeout: float = 15,
     attempts: int = 3,
+    extra_args: Sequence[str] = (),
 ) -> RedisService:
     """Start a private, throw-away redis-server on 127.0.0.1 and wait until it answers.
 
     With no ``port``, a free one is chosen, never 6379 (the port of a learner's own
     Redis), and another one tried if it is taken in the meantime. Nothing is saved
-    to disk.
+    to disk. ``extra_args`` go on the server's command line (``["--maxmemory", "10mb"]``).
     """
     binary = binary or find_redis_server_binary()
     if binary is None:
         raise RedisUnavailable(NO_BINARY_HELP)
     last_error = ""
     for _ in range(attempts if port is None else 1):
-        service, last_error = _start_once(binary, port or free_port_but_the_default(), timeout)
+        service, last_error = _start_once(binary, port or free_port_but_the_default(), timeout, extra_args)
         if service is not None:
             return service
     raise RedisUnavailable(f"{binary} could not start a server: {last_error}")
@@ -231,7 +232,9 @@ def free_port_but_the_default() -> int:
     return port
 
 
-def _start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | None, str]:
+def _start_once(
+    binary: str, port: int, timeout: float, extra_args: Sequence[str] = ()
+) -> tuple[RedisService | None, str]:
     """One try at starting redis-server on ``port``: the service, or None and why not."""
     data_dir = Path(tempfile.mkdtemp(prefix="tutorial-redis-"))
     args = [
@@ -241,6 +244,7 @@ def _start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | 
         "--save", "",
         "--appendonly", "no",
         "--dir", str(data_dir),
+        *extra_args,
     ]  # fmt: skip
     process = ManagedProcess(f"redis-{port}", args, log_dir=data_dir).start()
     url = f"redis://127.0.0.1:{port}/0"

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -136,9 +137,9 @@ def offer_ports_first(monkeypatch: pytest.MonkeyPatch, *first: int) -> list[int]
     tried: list[int] = []
     start_once = redis_server._start_once
 
-    def recording_start_once(binary: str, port: int, timeout: float) -> tuple[RedisService | None, str]:
+    def recording_start_once(binary: str, port: int, *rest: Any) -> tuple[RedisService | None, str]:
         tried.append(port)
-        return start_once(binary, port, timeout)
+        return start_once(binary, port, *rest)
 
     monkeypatch.setattr(redis_server, "_start_once", recording_start_once)
     return tried
