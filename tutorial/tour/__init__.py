@@ -44,7 +44,8 @@ STAGE_KEYS = re.compile(
     rb"celery|celery-task-meta-.+|_kombu\..+|unacked(_index|_mutex)?|.+\.reply\.celery\.pidbox"
     rb"|(default|emails|reports|integrations)(:\d)?"  # stage 5's queues, one list per priority
     rb"|rq:.+|dramatiq:.+|dramatiq-job:.+|[0-9a-f]{32}"  # RQ; Dramatiq, and its results (an MD5 as name)
-    rb"|job-attempts:.+|job-queue:.+|welcome-email-sent:.+|idempotency-key:.+|dead-letters|dead-letter:.+"
+    rb"|job-attempts:.+|job-queue:.+|welcome-email-sent:.+|idempotency-key:.+"
+    rb"|(stage[0-9]_[a-z_]+:)?(dead-letters|dead-letter:.+)"  # dead letters: named after their stage (bare: older)
 )
 
 
