@@ -137,9 +137,10 @@ on its own time, a worker stopped and started again, a block for Windows only.
     > .venv\\Scripts\\celery -A stage2_celery worker --pool=solo
     ```
 
-Running: `.venv/bin/pytest tests/docs` (all READMEs, then a summary of what ran and
-what is exempt), `.venv/bin/pytest tests/docs -k stage2` (one README). In the full
-suite, each exempt command shows in the short summary as a skip, with its reason.
+Running: `.venv/bin/pytest tests/docs` (all READMEs), `.venv/bin/pytest tests/docs -k stage2`
+(one README). Every run that ran a README, the whole suite too, ends with a "README commands"
+section: per README, how many commands ran, and each exempt one with its reason
+(tests/docs/readme_summary.py).
 Deadlines: 30 s per command, 30 s for a background process to be ready, 30 s of
 `repeat`, 20 s for an `output of` block.
 
