@@ -54,8 +54,9 @@ Masks in the expected output
 - Anything else that differs per machine (a host name): a `vary` marker.
 - A **traceback** (an expected output whose first line is `Traceback (most recent call
   last):`) is compared by its first and last lines only. What Python prints between them
-  differs between versions (3.13 repeats each source line), and so may the end of the last
-  line: a hint such as `. Did you mean: 'connections'?` (3.12 and later) is left out.
+  differs between versions (3.13 shows the source line of a `python -c` too), and so may
+  the end of the last line: a hint such as `. Did you mean: 'connections'?` (3.12 and
+  later) is left out.
 
 Markers
 =======
