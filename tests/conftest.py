@@ -16,6 +16,9 @@ from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
 from tutorial.webhooks import WebhookReceiver
 
+# After a run that ran READMEs, what each one ran and exempted (the file says why it is a plugin).
+pytest_plugins = ["tests.docs.readme_summary"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Spread the tests marked `long` evenly over the run, each between two modules.

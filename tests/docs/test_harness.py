@@ -197,6 +197,47 @@ def test_times_and_words_marked_vary_match_any_value_but_the_rest_is_literal() -
     assert not matches("price: 1.5", "price: 105")  # "." is not a wildcard
 
 
+# A traceback as Python 3.13 prints it: the source line repeated, a guess after the message.
+PYTHON_3_13_TRACEBACK = (
+    "printf '%s\\n' 'Traceback (most recent call last):' '  File \"<string>\", line 1, in <module>' "
+    "'    from rq import Connection' \"ImportError: cannot import name 'Connection' from 'rq' "
+    "(/x/rq/__init__.py). Did you mean: 'connections'?\"; exit 1"
+)
+
+
+def test_a_traceback_is_compared_by_its_first_and_last_lines_without_a_newer_python_s_hint(tmp_path: Path) -> None:
+    report = run(
+        tmp_path,
+        f"""
+        <!-- docs: `printf` exits with 1 -->
+        '''console
+        $ {PYTHON_3_13_TRACEBACK}
+        Traceback (most recent call last):
+          File "<string>", line 1, in <module>
+        ImportError: cannot import name 'Connection' from 'rq' (...)
+        '''
+        """,
+    )
+    assert report.failure is None, report.failure_message()
+
+
+def test_a_traceback_that_ends_in_another_exception_fails(tmp_path: Path) -> None:
+    report = run(
+        tmp_path,
+        f"""
+        <!-- docs: `printf` exits with 1 -->
+        '''console
+        $ {PYTHON_3_13_TRACEBACK}
+        Traceback (most recent call last):
+          File "<string>", line 1, in <module>
+        ImportError: cannot import name 'Queue' from 'rq' (...)
+        '''
+        """,
+    )
+    assert report.failure is not None
+    assert "printed something else than the README shows" in report.failure
+
+
 def test_an_id_printed_by_one_command_is_used_by_the_commands_after_it(tmp_path: Path) -> None:
     report = run(
         tmp_path,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.harness import exempt_commands, run_readme
-from tutorial.processes import REPO_ROOT
+from tests.docs.harness import run_readme
+from tutorial.processes import REPO_ROOT, ManagedProcess, python_command, wait_for_exit
 
 READMES = [
     "README.md",
@@ -61,14 +61,25 @@ def test_every_relative_link_of_the_readme_leads_to_a_file(readme: str) -> None:
     assert not missing, f"{readme} links to files that do not exist: {missing}"
 
 
-EXEMPT = [
-    pytest.param(f"{readme} line {command.line}: `{command.short()}`: {command.exempt}", id=f"{readme}:{command.line}")
-    for readme in READMES
-    for command in exempt_commands(REPO_ROOT / readme)
-] + [pytest.param(f"{readme}, the whole README: {reason}", id=readme) for readme, reason in NOT_YET.items()]
+@pytest.mark.timeout(180)  # a pytest run of its own: the suite's Redis, one README, the summary
+def test_a_run_of_the_suite_ends_with_each_readme_s_commands_run_and_exempt_with_the_reason(tmp_path: Path) -> None:
+    # As `make test` runs it: from the suite's folder, in parallel, where the process that prints
+    # the summary loads only tests/conftest.py. Only the top README runs (a few seconds); the
+    # other folders are left out so that collecting them takes no time.
+    kept = ("docs", "conftest.py", "__init__.py")
+    others = [path for path in (REPO_ROOT / "tests").iterdir() if path.name not in kept]
+    command = python_command(
+        "-m", "pytest", "tests", "-n", "1", "-p", "no:cacheprovider",
+        *(f"--ignore={path.relative_to(REPO_ROOT)}" for path in others),
+        "-k", "readme_runs_and_prints and not stage and not bench",
+    )  # fmt: skip
+    with ManagedProcess("suite", command, cwd=REPO_ROOT, log_dir=tmp_path) as suite:
+        status = wait_for_exit(suite, timeout=150)
+    output = suite.output()
 
-
-@pytest.mark.parametrize("exemption", EXEMPT or [pytest.param("", marks=pytest.mark.skip("no exempt command"))])
-def test_exempt_readme_command(exemption: str) -> None:
-    """Not a check: each exempt command shows in every run's summary (-ra) as a skip, with its reason."""
-    pytest.skip(f"exempt, not run: {exemption}")
+    assert status == 0, output
+    assert "1 passed" in output, output
+    summary = output.split("README commands")[1]
+    assert "README.md: " in summary and " commands ran, " in summary, output
+    exempt = r"exempt, line \d+: `make test\b[^`]*`: it is this test suite, which cannot run itself"
+    assert re.search(exempt, summary), output

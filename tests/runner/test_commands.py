@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import smtplib
+import sys
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -295,3 +296,18 @@ def test_the_doctor_names_an_unreachable_redis_url_and_how_to_fix_it_without_its
     assert f"FIX   REDIS_URL=redis://:**@127.0.0.1:{port}/0 does not answer" in doctor.output()
     assert "-> start that Redis, or `unset REDIS_URL`" in doctor.output()
     assert "s3cret" not in doctor.output()
+
+
+def test_the_doctor_names_its_python_the_tested_versions_and_the_python_of_the_venv(tmp_path: Path) -> None:
+    version = ".".join(map(str, sys.version_info[:3]))
+    # The environment this suite runs in, as `make doctor VENV=...` names it.
+    env = {**os.environ, "TUTORIAL_VENV": sys.prefix}
+    doctor = ManagedProcess("doctor", python_command("-m", "tutorial", "doctor"), env=env, log_dir=tmp_path)
+    with doctor:
+        wait_for_exit(doctor, timeout=60)
+    output = doctor.output()
+
+    assert f"Python {version} ({sys.executable})" in output, output
+    assert "the tests run on" in output and "3.11 and 3.13" in output, output
+    assert "matches requirements.lock (" in output and f" packages, Python {version})" in output, output
+    assert "was made with Python" not in output  # the same Python: nothing to say
