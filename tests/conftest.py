@@ -21,13 +21,15 @@ pytest_plugins = ["tests.docs.readme_summary"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Spread the tests marked `long` evenly over the run, each between two modules.
+    """Put the tests marked `long` first in the share of each test process, one process after another.
 
-    pytest-xdist hands each test process a contiguous share of the collected tests. The
-    long ones (a whole README, a demo chapter: 10 to 30 s each) sit next to each other
-    in their modules, so one process would get them all and end a minute after the
-    others. Placed at even intervals, each share holds about one. Only between modules:
-    a long test inside another module would make it set up its module fixtures twice.
+    pytest-xdist hands each test process a contiguous share of the collected tests, and a
+    process that runs out takes over the back half of another's share (worksteal). The long
+    ones (a whole README, a demo chapter: 10 to 50 s each) sit next to each other in their
+    modules, so one process would get them all and end a minute after the others. At the
+    front of every share they start together, and the short tests behind them are taken
+    over by whichever process is free. Only between modules: a long test inside another
+    module would make it set up its module fixtures twice.
     """
     by_module: dict[object, list[pytest.Item]] = {}
     for item in items:
@@ -37,15 +39,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     long = [item for group in itertools.zip_longest(*by_module.values()) for item in group if item is not None]
     if not long or len(long) == len(items):
         return
+    shares = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set in every test process by xdist
     rest = [item for item in items if not item.get_closest_marker("long")]
-    boundaries = [index for index in range(1, len(rest)) if rest[index].module is not rest[index - 1].module]
-    boundaries.append(len(rest))
+    boundaries = [0, *(index for index in range(1, len(rest)) if rest[index].module is not rest[index - 1].module)]
     before: dict[int, list[pytest.Item]] = {}
-    for number, item in enumerate(long):
-        ideal = len(rest) * (number + 0.5) / len(long)
-        before.setdefault(min(boundaries, key=lambda index: abs(index - ideal)), []).append(item)
+    for share in range(shares):
+        its_long = long[share::shares]
+        placed_before = sum(len(long[earlier::shares]) for earlier in range(share))
+        # Where xdist will start this share, counted in the short tests.
+        ideal = len(items) * share / shares - placed_before
+        before.setdefault(min(boundaries, key=lambda index: abs(index - ideal)), []).extend(its_long)
     items[:] = [moved for index, item in enumerate(rest) for moved in (*before.pop(index, ()), item)]
-    items.extend(moved for group in before.values() for moved in group)
 
 
 @pytest.fixture(scope="session", autouse=True)
