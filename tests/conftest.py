@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorial.environment import REDIS_ELSEWHERE, changed_environment
+from tutorial.environment import MAKE_VARIABLES, REDIS_ELSEWHERE, changed_environment
 from tutorial.mail import SmtpSink
 from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService, start_redis_server
@@ -60,10 +60,11 @@ def private_redis() -> Iterator[RedisService]:
     localhost:6379 cannot reach a learner's data by accident. CELERY_BROKER_URL,
     CELERY_RESULT_BACKEND and RESULT_BACKEND_URL are unset: a learner's exported ones
     would send jobs or results elsewhere (Celery even takes its two over the URLs it is given).
+    So are make's own variables: a make that a test starts must not take `make test`'s VENV.
     """
     with (
         start_redis_server() as service,
-        changed_environment({"REDIS_URL": service.url, **dict.fromkeys(REDIS_ELSEWHERE)}),
+        changed_environment({"REDIS_URL": service.url, **dict.fromkeys(REDIS_ELSEWHERE + MAKE_VARIABLES)}),
     ):
         yield service
 

@@ -11,6 +11,10 @@ from contextlib import contextmanager
 # A learner may have exported them; the tests and the demo unset them, so REDIS_URL alone decides.
 REDIS_ELSEWHERE = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "RESULT_BACKEND_URL")
 
+# What make hands the commands it runs: under `make test VENV=.venv-3.13 PYTHON=...`, a make that a
+# test starts (a README's `make services`) would take VENV and PYTHON from them. The tests unset them.
+MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+
 
 @contextmanager
 def changed_environment(changes: Mapping[str, str | None]) -> Iterator[None]:

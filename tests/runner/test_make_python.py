@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,9 +17,7 @@ ADVICE = "name a Python 3.11 or newer, as in make install PYTHON=python3.12 or P
 def make_install(python: str, tmp_path: Path) -> tuple[int, list[str]]:
     # A VENV of the test's own: should the check let the command through, nothing of the checkout changes.
     command = ["make", "--no-print-directory", "install", f"PYTHON={python}", f"VENV={tmp_path / 'venv'}"]
-    # As a learner runs it: not a make inside `make test` (that one would say "make[1]:").
-    env = {name: value for name, value in os.environ.items() if name not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
-    with ManagedProcess("make", command, cwd=REPO_ROOT, env=env, log_dir=tmp_path / "logs") as make:
+    with ManagedProcess("make", command, cwd=REPO_ROOT, log_dir=tmp_path / "logs") as make:
         status = wait_for_exit(make, timeout=30)
     return status, make.output().splitlines()
 
