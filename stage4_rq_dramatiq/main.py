@@ -127,9 +127,8 @@ def get_job(job_id: UUID) -> JobStatus:
 # The message carries the stored file's name, never its bytes (see uploads.py).
 @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
 def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
-    return enqueue_upload(
-        stored_name, idempotency, partial(enqueue, make_thumbnail, [stored_name], response, idempotency)
-    )
+    enqueue_it = partial(enqueue, make_thumbnail, [stored_name], response, idempotency)
+    return enqueue_upload(stored_name, idempotency, enqueue_it)
 
 
 @router.get("/dead-letters")
@@ -174,50 +173,50 @@ def delete_dead_letter(job_id: UUID) -> None:
 
 def library_router(library: JobLibrary) -> APIRouter:
     """Celery's routes above, for RQ or Dramatiq: the same requests, the same answers (see libraries.py)."""
-    router = APIRouter(prefix=f"/{library.name}", tags=[library.name])
+    routes = APIRouter(prefix=f"/{library.name}", tags=[library.name])
 
-    @router.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
+    @routes.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
     def welcome_user(user_id: UserId, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
         return enqueue_job(library, "welcome", [user_id, f"user{user_id}@example.com"], response, idempotency)
 
-    @router.post("/events", status_code=status.HTTP_202_ACCEPTED)
+    @routes.post("/events", status_code=status.HTTP_202_ACCEPTED)
     def publish_event(event: Event, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
         return enqueue_job(library, "webhook", [event.model_dump()], response, idempotency)
 
-    @router.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
+    @routes.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
     def enqueue_add(request: AddRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
         return enqueue_job(library, "add", [request.x, request.y], response, idempotency, request.delay_seconds)
 
-    @router.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
+    @routes.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
     def enqueue_report(request: ReportRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
         # No soft time limit in RQ or Dramatiq: stop_at_soft_limit changes nothing here.
         return enqueue_job(library, "report", [request.rows], response, idempotency)
 
-    @router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+    @routes.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
     def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
-        enqueue = partial(enqueue_job, library, "thumbnail", [stored_name], response, idempotency)
-        return enqueue_upload(stored_name, idempotency, enqueue)
+        enqueue_it = partial(enqueue_job, library, "thumbnail", [stored_name], response, idempotency)
+        return enqueue_upload(stored_name, idempotency, enqueue_it)
 
-    @router.get("/jobs/{job_id}", response_model_exclude_none=True)
+    @routes.get("/jobs/{job_id}", response_model_exclude_none=True)
     def get_job(job_id: UUID) -> JobStatus:
         return status_of(library, str(job_id))
 
-    @router.get("/dead-letters")
+    @routes.get("/dead-letters")
     def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
         """The jobs that failed for good, newest first."""
         return [DeadLetter(**letter) for letter in library.dead_letters(limit)]
 
-    @router.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+    @routes.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
     def replay_dead_letter(job_id: UUID, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
         """Run the job again: a new job id where the library allows it (the answer says which id to follow)."""
         return replay_job(library, str(job_id), response, idempotency)
 
-    @router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+    @routes.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
     def delete_dead_letter(job_id: UUID) -> None:
         if not library.delete_dead_letter(str(job_id)):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
 
-    return router
+    return routes
 
 
 # The same routes three times: /celery/jobs/add, /rq/jobs/add, /dramatiq/jobs/add, ...

@@ -179,7 +179,7 @@ StoredImage = Annotated[str, Depends(stored_image)]
 
 
 def enqueue_upload(
-    stored_name: str, idempotency: Idempotency | None, enqueue: Callable[..., JobAccepted]
+    stored_name: str, idempotency: Idempotency | None, enqueue_it: Callable[..., JobAccepted]
 ) -> JobAccepted:
     """Enqueue the thumbnail job of a stored upload with a library's enqueue (see main.py)."""
     stored = upload_dir() / stored_name
@@ -188,7 +188,7 @@ def enqueue_upload(
     # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
     discard = partial(stored.unlink, missing_ok=True)
     try:
-        return enqueue(on_repeat=discard, asked=asked)
+        return enqueue_it(on_repeat=discard, asked=asked)
     except HTTPException:
         discard()
         raise
