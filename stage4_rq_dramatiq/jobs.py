@@ -131,7 +131,7 @@ def enqueue(
     With an Idempotency-Key, the key is claimed before anything else, as pending: of two
     requests with the same key, the first makes the job, and the second waits for it and
     answers its id. The key points at the job only once the job is made. `asked`: what the
-    request asks for, where its arguments do not say it (see main.enqueue_upload).
+    request asks for, where its arguments do not say it (see uploads.enqueue_upload).
     """
     job_id = str(uuid4())
     if idempotency is not None:
