@@ -64,7 +64,7 @@ def add(x: int, y: int) -> int:
 @dramatiq.actor(
     queue_name=QUEUE, store_results=True, max_retries=0, time_limit=int(settings.report_time_limit_seconds * 1000)
 )
-def generate_report(rows: list[float], stop_at_soft_limit: bool = True) -> dict[str, float]:
+def generate_report(rows: list[float]) -> dict[str, float]:
     for done, row in enumerate(rows, start=1):
         work.process_row(row)
         report_progress(done, len(rows))

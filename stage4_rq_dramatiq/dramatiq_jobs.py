@@ -11,11 +11,12 @@ from uuid import uuid4
 import dramatiq
 from dramatiq.results import ResultFailure, ResultMissing
 
-# Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
+# Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
 from . import dramatiq_actors
-from .api import DeadLetter, JobStatus, Progress, Task, cannot_run, redis_errors_as_503
 from .config import settings
 from .dramatiq_app import QUEUE, broker, results, state_key
+from .jobs import JobStatus, Progress, cannot_run, redis_errors_as_503
+from .libraries import JobName
 
 ACTORS = {
     "add": dramatiq_actors.add,
@@ -33,8 +34,8 @@ DEAD_MESSAGES = f"dramatiq:{QUEUE}.XQ.msgs"
 class DramatiqJobs:
     name = "dramatiq"
 
-    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
-        message = ACTORS[task].message(*args).copy(message_id=job_id)
+    def enqueue(self, job: JobName, args: list[Any], job_id: str, delay_seconds: float) -> None:
+        message = ACTORS[job].message(*args).copy(message_id=job_id)
         with redis_errors_as_503(settings.redis_url):
             broker.enqueue(message, delay=int(delay_seconds * 1000) or None)
 
@@ -68,7 +69,7 @@ class DramatiqJobs:
         except (ResultMissing, ResultFailure):
             return None
 
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         with redis_errors_as_503(settings.redis_url):
             redis_ids = broker.client.zrevrange(DEAD_IDS, 0, limit - 1)
             if not redis_ids:
@@ -76,14 +77,14 @@ class DramatiqJobs:
             dead = [dramatiq.Message.decode(raw) for raw in broker.client.hmget(DEAD_MESSAGES, redis_ids) if raw]
             states = [self.state(message.message_id) for message in dead]
         return [
-            DeadLetter(
-                job_id=message.message_id,
-                task=message.actor_name,
-                args=list(message.args),
-                error=state.get("error", ""),
-                attempts=state.get("attempts", 0),
-                failed_at=state.get("failed_at", ""),
-            )
+            {
+                "job_id": message.message_id,
+                "task": message.actor_name,
+                "args": list(message.args),
+                "error": state.get("error", ""),
+                "attempts": state.get("attempts", 0),
+                "failed_at": state.get("failed_at", ""),
+            }
             for message, state in zip(dead, states, strict=True)
         ]
 

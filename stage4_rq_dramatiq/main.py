@@ -1,29 +1,48 @@
-"""The FastAPI app: the job API of stage 3, once per library, and the thumbnails they make.
+"""The FastAPI app: answer at once, and hand the slow work to a Celery, RQ or Dramatiq worker.
 
 Run it from the repository root: uvicorn stage4_rq_dramatiq.main:app
-Then one worker per library (see the Procfile):
-  celery -A stage4_rq_dramatiq.celery_app worker --loglevel=INFO
-  rq worker --with-scheduler --url $REDIS_URL --serializer rq.serializers.JSONSerializer default
-  dramatiq stage4_rq_dramatiq.dramatiq_actors
+The jobs run in a worker:        celery -A stage4_rq_dramatiq.celery_app worker --loglevel=INFO
+RQ's and Dramatiq's workers:     see the Procfile (one worker per library)
 """
 
 import json
+from functools import partial
+from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 from redis import Redis
 
-# Part of the stage4_rq_dramatiq package; in a flat project: from api import job_api
-from . import uploads
-from .api import job_api, redis_errors_as_503
+# Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
+from .celery_app import celery_app
 from .config import settings
+from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .dramatiq_jobs import DramatiqJobs
-from .jobs import CeleryJobs
+from .jobs import (
+    Idempotency,
+    JobAccepted,
+    JobStatus,
+    accepted,
+    cannot_run,
+    earlier_job,
+    enqueue,
+    idempotency,
+    job_status,
+    redis_errors_as_503,
+)
+from .libraries import JobLibrary, enqueue_job, replay_job, status_of
 from .rq_jobs import RqJobs
+from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
+from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, enqueue_upload
+from .uploads import router as uploads_router
 
 app = FastAPI(title="Stage 4: Celery, RQ and Dramatiq side by side")
+# Stage 3's routes, for Celery, now under /celery; RQ's and Dramatiq's below, the same routes.
+router = APIRouter(prefix="/celery", tags=["celery"])
 
 
 @app.exception_handler(RequestValidationError)
@@ -42,14 +61,172 @@ async def bad_input_is_422(request: Request, error: RequestValidationError) -> J
     return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+class Event(BaseModel):
+    # Any JSON object, but no NaN or Infinity in it: an event with one could never be sent.
+    model_config = ConfigDict(allow_inf_nan=False)
+    type: str = Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=64, examples=["user.created"])
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class AddRequest(BaseModel):
+    x: int
+    y: int
+    # Run it later; a countdown must end before the visibility timeout (see config.py).
+    delay_seconds: float = Field(0, ge=0, le=settings.longest_delay_seconds)
+
+
+class ReportRequest(BaseModel):
+    # Finite numbers only: a NaN row makes a NaN sum, which JSON has not (the answer would say null).
+    rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
+    # False shows a task that swallows its soft time limit: the hard limit then kills it.
+    stop_at_soft_limit: bool = True
+
+
+class DeadLetter(BaseModel):
+    job_id: str
+    task: str
+    args: list[Any]
+    error: str
+    attempts: int
+    failed_at: str
+
+
+UserId = Annotated[int, Path(gt=0, description="A positive user id")]
+IdempotencyKey = Annotated[Idempotency | None, Depends(idempotency)]
+
+
+# 202 Accepted, not 200: the work is accepted now and done later, by a worker.
+@router.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
+def welcome_user(user_id: UserId, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    email = f"user{user_id}@example.com"
+    # The job goes to Redis; a worker sends the e-mail. The client gets an id to ask about it.
+    return enqueue(send_welcome_email, [user_id, email], response, idempotency)
+
+
+@router.post("/events", status_code=status.HTTP_202_ACCEPTED)
+def publish_event(event: Event, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    return enqueue(deliver_webhook, [event.model_dump()], response, idempotency)
+
+
+@router.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
+def enqueue_add(request: AddRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    return enqueue(add, [request.x, request.y], response, idempotency, delay_seconds=request.delay_seconds)
+
+
+@router.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
+def enqueue_report(request: ReportRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    return enqueue(generate_report, [request.rows, request.stop_at_soft_limit], response, idempotency)
+
+
+# A job id is a UUID: anything else is answered 422, naming job_id, and never reaches Redis.
+@router.get("/jobs/{job_id}", response_model_exclude_none=True)
+def get_job(job_id: UUID) -> JobStatus:
+    return job_status(str(job_id))
+
+
+# The message carries the stored file's name, never its bytes (see uploads.py).
+@router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    enqueue_it = partial(enqueue, make_thumbnail, [stored_name], response, idempotency)
+    return enqueue_upload(stored_name, idempotency, enqueue_it)
+
+
+@router.get("/dead-letters")
+def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
+    """The jobs that failed for good, newest first."""
+    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+        return [DeadLetter(**letter) for letter in list_dead_letters(limit)]
+
+
+@router.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+def replay_dead_letter(job_id: UUID, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    """Enqueue the same work again, as a new job; the dead letter is gone (a second replay is 404).
+
+    With an Idempotency-Key, a repeated replay answers the job the first one made.
+    """
+    if idempotency is not None and (earlier := earlier_job(idempotency)) is not None:
+        return accepted(earlier, response)
+    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+        letter = take_dead_letter(str(job_id))
+    if letter is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+    try:
+        task = celery_app.tasks.get(letter["task"])
+        if task is None:
+            raise cannot_run(str(job_id), letter["task"])
+        return enqueue(task, letter["args"], response, idempotency)
+    except Exception:
+        # Nothing is lost, whatever went wrong (a task this app does not have, Redis refused the
+        # job, the key was used meanwhile for another request): the letter waits for the next replay.
+        with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+            put_back_dead_letter(letter)
+        raise
+
+
+@router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dead_letter(job_id: UUID) -> None:
+    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+        letter = take_dead_letter(str(job_id))
+    if letter is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+
+
+def library_router(library: JobLibrary) -> APIRouter:
+    """Celery's routes above, for RQ or Dramatiq: the same requests, the same answers (see libraries.py)."""
+    routes = APIRouter(prefix=f"/{library.name}", tags=[library.name])
+
+    @routes.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
+    def welcome_user(user_id: UserId, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        return enqueue_job(library, "welcome", [user_id, f"user{user_id}@example.com"], response, idempotency)
+
+    @routes.post("/events", status_code=status.HTTP_202_ACCEPTED)
+    def publish_event(event: Event, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        return enqueue_job(library, "webhook", [event.model_dump()], response, idempotency)
+
+    @routes.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
+    def enqueue_add(request: AddRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        return enqueue_job(library, "add", [request.x, request.y], response, idempotency, request.delay_seconds)
+
+    @routes.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
+    def enqueue_report(request: ReportRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        # No soft time limit in RQ or Dramatiq: stop_at_soft_limit changes nothing here.
+        return enqueue_job(library, "report", [request.rows], response, idempotency)
+
+    @routes.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+    def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        enqueue_it = partial(enqueue_job, library, "thumbnail", [stored_name], response, idempotency)
+        return enqueue_upload(stored_name, idempotency, enqueue_it)
+
+    @routes.get("/jobs/{job_id}", response_model_exclude_none=True)
+    def get_job(job_id: UUID) -> JobStatus:
+        return status_of(library, str(job_id))
+
+    @routes.get("/dead-letters")
+    def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
+        """The jobs that failed for good, newest first."""
+        return [DeadLetter(**letter) for letter in library.dead_letters(limit)]
+
+    @routes.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+    def replay_dead_letter(job_id: UUID, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+        """Run the job again: a new job id where the library allows it (the answer says which id to follow)."""
+        return replay_job(library, str(job_id), response, idempotency)
+
+    @routes.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+    def delete_dead_letter(job_id: UUID) -> None:
+        if not library.delete_dead_letter(str(job_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+
+    return routes
+
+
 # The same routes three times: /celery/jobs/add, /rq/jobs/add, /dramatiq/jobs/add, ...
-for backend in (CeleryJobs(), RqJobs(), DramatiqJobs()):
-    app.include_router(job_api(backend))
-app.include_router(uploads.router)
+app.include_router(router)
+app.include_router(library_router(RqJobs()))
+app.include_router(library_router(DramatiqJobs()))
+app.include_router(uploads_router)
 
 
 # Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
-# The three libraries keep their jobs in this one Redis (REDIS_URL).
 health_redis = Redis.from_url(
     settings.redis_url,
     socket_connect_timeout=settings.health_timeout_seconds,
@@ -60,6 +237,6 @@ health_redis = Redis.from_url(
 @app.get("/health", responses={503: {"description": "Redis does not answer"}})
 def health() -> dict[str, str]:
     """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
-    with redis_errors_as_503(settings.redis_url, timeout_seconds=settings.health_timeout_seconds):
+    with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
         health_redis.ping()
     return {"status": "ok"}

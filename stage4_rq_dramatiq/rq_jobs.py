@@ -17,10 +17,11 @@ from rq.job import JobStatus as RqStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-# Part of the stage4_rq_dramatiq package; in a flat project: from api import ...
+# Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
 from . import rq_tasks
-from .api import DeadLetter, JobStatus, Progress, Task, redis_errors_as_503
 from .config import settings
+from .jobs import JobStatus, Progress, redis_errors_as_503
+from .libraries import JobName
 from .work import backoff_seconds
 
 QUEUE = "default"
@@ -41,12 +42,11 @@ FUNCTIONS = {
     "webhook": rq_tasks.deliver_webhook,
     "thumbnail": rq_tasks.make_thumbnail,
 }
-TASK_OF_FUNCTION: dict[str, Task] = {f"{f.__module__}.{f.__name__}": task for task, f in FUNCTIONS.items()}
 
 
-def retries(task: Task) -> Retry | None:
+def retries(job: JobName) -> Retry | None:
     """RQ's retries: fixed waits (whole seconds), drawn now with full jitter, one per retry."""
-    count = {"webhook": settings.webhook_max_retries, "welcome": settings.email_max_retries}.get(task)
+    count = {"webhook": settings.webhook_max_retries, "welcome": settings.email_max_retries}.get(job)
     if count is None:
         return None
     return Retry(max=count, interval=[round(backoff_seconds(n)) for n in range(count)])
@@ -55,21 +55,21 @@ def retries(task: Task) -> Retry | None:
 class RqJobs:
     name = "rq"
 
-    def enqueue(self, task: Task, args: list[Any], job_id: str, delay_seconds: float) -> None:
-        retry = retries(task)
+    def enqueue(self, job: JobName, args: list[Any], job_id: str, delay_seconds: float) -> None:
+        retry = retries(job)
         options: dict[str, Any] = {
             "job_id": job_id,
             "retry": retry,
             # RQ counts the retries left, not the attempts made: keep the total to count them.
             "meta": {"max_retries": retry.max if retry else 0},
             "result_ttl": settings.result_expires_seconds,
-            "job_timeout": settings.report_time_limit_seconds if task == "report" else None,
+            "job_timeout": settings.report_time_limit_seconds if job == "report" else None,
         }
         with redis_errors_as_503(settings.redis_url):
             if delay_seconds:
-                queue.enqueue_in(timedelta(seconds=delay_seconds), FUNCTIONS[task], *args, **options)
+                queue.enqueue_in(timedelta(seconds=delay_seconds), FUNCTIONS[job], *args, **options)
             else:
-                queue.enqueue(FUNCTIONS[task], *args, **options)
+                queue.enqueue(FUNCTIONS[job], *args, **options)
 
     def status(self, job_id: str) -> JobStatus | None:
         with redis_errors_as_503(settings.redis_url):
@@ -103,20 +103,20 @@ class RqJobs:
             job_status.status, job_status.run_at = "scheduled", scheduled_for
         return job_status
 
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """RQ's FailedJobRegistry is the dead-letter list: failed jobs wait there (a year by default)."""
         with redis_errors_as_503(settings.redis_url):
             job_ids = failed_jobs.get_job_ids(0, limit - 1, desc=True)
             jobs = [job for job in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer) if job]
         return [
-            DeadLetter(
-                job_id=job.id,
-                task=job.func_name,
-                args=list(job.args),
-                error=last_error(job.latest_result()) or "",
-                attempts=retries_made(job) + 1,
-                failed_at=(job.ended_at or datetime.now(UTC)).replace(tzinfo=UTC).isoformat(timespec="seconds"),
-            )
+            {
+                "job_id": job.id,
+                "task": job.func_name,
+                "args": list(job.args),
+                "error": last_error(job.latest_result()) or "",
+                "attempts": retries_made(job) + 1,
+                "failed_at": (job.ended_at or datetime.now(UTC)).replace(tzinfo=UTC).isoformat(timespec="seconds"),
+            }
             for job in jobs
         ]
 

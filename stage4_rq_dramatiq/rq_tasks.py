@@ -33,9 +33,9 @@ def add(x: int, y: int) -> int:
     return work.add_slowly(x, y)
 
 
-def generate_report(rows: list[float], stop_at_soft_limit: bool = True) -> dict[str, float]:
+def generate_report(rows: list[float]) -> dict[str, float]:
     """Progress goes into the job's meta, saved after every row. RQ has one, hard, time limit
-    (job_timeout): no soft limit to stop at, so stop_at_soft_limit changes nothing here."""
+    (job_timeout): no soft limit to stop at."""
     job = get_current_job()
     for done, row in enumerate(rows, start=1):
         work.process_row(row)

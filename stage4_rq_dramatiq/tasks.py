@@ -10,10 +10,22 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_prerun
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from celery_app import celery_app
-from . import thumbnails, work
+from . import thumbnails
 from .celery_app import celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
+from .work import (
+    SMTP_CONNECTION_ERRORS,
+    ReportTimedOut,
+    WebhookFailed,
+    add_slowly,
+    backoff_seconds,
+    post_event,
+    process_row,
+    send_email,
+    summary,
+    welcome_email,
+)
 
 
 def attempts_key(job_id: str) -> str:
@@ -41,9 +53,9 @@ def send_welcome_email(self: Task, user_id: int, to: str) -> None:
     if celery_app.backend.client.exists(sent):
         return  # a redelivery of a job whose e-mail went out already
     try:
-        work.send_email(work.welcome_email(user_id, to))
-    except work.SMTP_CONNECTION_ERRORS as error:
-        raise self.retry(exc=error, countdown=work.backoff_seconds(self.request.retries)) from None
+        send_email(welcome_email(user_id, to))
+    except SMTP_CONNECTION_ERRORS as error:
+        raise self.retry(exc=error, countdown=backoff_seconds(self.request.retries)) from None
     celery_app.backend.client.set(sent, 1, ex=settings.idempotency_ttl_seconds)
 
 
@@ -51,18 +63,18 @@ def send_welcome_email(self: Task, user_id: int, to: str) -> None:
 def deliver_webhook(self: Task, event: dict[str, Any]) -> dict[str, int]:
     """POST the event to WEBHOOK_URL; retry what may pass next time, fail at once on the rest."""
     try:
-        return work.post_event(event, idempotency_key=self.request.id)
+        return post_event(event, idempotency_key=self.request.id)
     except httpx.TransportError as error:  # refused, reset, timed out: the receiver may be back soon
-        raise self.retry(exc=error, countdown=work.backoff_seconds(self.request.retries)) from None
-    except work.WebhookFailed as error:
+        raise self.retry(exc=error, countdown=backoff_seconds(self.request.retries)) from None
+    except WebhookFailed as error:
         if not error.retryable:
             raise
-        raise self.retry(exc=error, countdown=error.retry_after or work.backoff_seconds(self.request.retries)) from None
+        raise self.retry(exc=error, countdown=error.retry_after or backoff_seconds(self.request.retries)) from None
 
 
 @celery_app.task
 def add(x: int, y: int) -> int:
-    return work.add_slowly(x, y)
+    return add_slowly(x, y)
 
 
 # bind=True passes the task itself as `self`, so it can call self.update_state.
@@ -81,19 +93,20 @@ def generate_report(self: Task, rows: list[float], stop_at_soft_limit: bool = Tr
     done = 0
     while done < total:
         try:
-            work.process_row(rows[done])
+            process_row(rows[done])
             done += 1
             self.update_state(state="PROGRESS", meta={"current": done, "total": total})
         except SoftTimeLimitExceeded:
             if stop_at_soft_limit:
                 limit = settings.report_soft_time_limit_seconds
                 stopped = f"stopped at the soft time limit ({limit:g} s) after {done} of {total} rows"
-                raise work.ReportTimedOut(stopped) from None
-    return work.summary(rows)
+                raise ReportTimedOut(stopped) from None
+    return summary(rows)
 
 
 @celery_app.task
 def make_thumbnail(stored_name: str) -> dict[str, Any]:
+    """The PNG thumbnail of an uploaded image (see uploads.py and thumbnails.py)."""
     return thumbnails.make_thumbnail(stored_name)
 
 
@@ -109,5 +122,5 @@ def send_digest() -> dict[str, int]:
     message["To"] = settings.admin_email
     message["Subject"] = f"Dead letters: {waiting} waiting"
     message.set_content("\n".join(lines))
-    work.send_email(message)
+    send_email(message)
     return {"dead_letters": waiting}

@@ -1,5 +1,5 @@
-"""The work itself, the same for the three libraries: their task files (tasks.py for Celery,
-rq_tasks.py, dramatiq_actors.py) only wrap it in what each library needs."""
+"""The work itself, in plain Python: no Celery here. tasks.py wraps each piece in a Celery task
+(retries, time limits, progress); stage 4 wraps the same work for RQ and Dramatiq too."""
 
 import random
 import smtplib

@@ -1,7 +1,7 @@
 """Idempotency-Key in every library: a request means what it asks for, not its bytes; an upload
 whose media type is not in lower case; a key claimed while Redis stalls.
 
-The claim code is one, in api.py, for the three libraries: the stall is tested with Celery's
+The claim code is one, in jobs.py, for the three libraries: the stall is tested with Celery's
 worker; the requests, which need no worker, with every library.
 """
 
