@@ -3,31 +3,11 @@
 A worker finds it through the package (see __init__.py): celery -A stage2_celery worker --loglevel=INFO
 """
 
-import ssl
-from urllib.parse import parse_qsl, urlencode, urlsplit
-
 from celery import Celery
 
 # Part of the stage2_celery package; in a flat project: from config import settings
 from .config import settings
-
-
-def celery_redis_url(url: str) -> str:
-    """The URL as Celery and kombu spell it: they take redis:// and rediss:// as they are,
-    but a unix socket as redis+socket:///path?virtual_host=<db> (redis-py: unix:///path?db=<db>)."""
-    parts = urlsplit(url)
-    if parts.scheme != "unix":
-        return url
-    query = [("virtual_host" if name == "db" else name, value) for name, value in parse_qsl(parts.query)]
-    return f"redis+socket://{parts.path}" + (f"?{urlencode(query)}" if query else "")
-
-
-def tls_options(url: str) -> dict[str, object] | None:
-    """rediss:// means TLS; Celery insists on being told how to check the server's certificate."""
-    if urlsplit(url).scheme != "rediss" or "ssl_cert_reqs" in url:
-        return None
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-
+from .hardening import celery_redis_url, tls_options
 
 broker_url = celery_redis_url(settings.redis_url)
 result_backend_url = celery_redis_url(settings.result_backend_url or settings.redis_url)

@@ -2,29 +2,19 @@
 
 `enqueue()` answers 202 with the job's id and where to ask; `job_status()` translates
 Celery's state into the job API's words, and says 404 for an id that was never issued.
-A Redis that is down, slow or misconfigured becomes a 503 that says which, never a hang.
+A Redis that is down, slow or misconfigured becomes a 503 that says which (see hardening.py), never a hang.
 """
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 from uuid import uuid4
 
 from celery import Task, states
 from fastapi import HTTPException, Response, status
-from kombu.exceptions import OperationalError
-from kombu.utils.url import maybe_sanitize_url
 from pydantic import BaseModel
-from redis.exceptions import AuthenticationError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Part of the stage2_celery package; in a flat project: from celery_app import celery_app
 from .celery_app import celery_app
-from .config import settings
-
-logger = logging.getLogger(__name__)
+from .hardening import redis_errors_as_503
 
 
 class JobAccepted(BaseModel):
@@ -98,22 +88,3 @@ def job_status(job_id: str) -> JobStatus:
         # Celery rebuilds the task's exception here; the client gets its type and message only.
         job.error = f"{type(info).__name__}: {info}"
     return job
-
-
-@contextmanager
-def redis_errors_as_503(url: str | None, timeout_seconds: float = settings.redis_timeout_seconds) -> Iterator[None]:
-    """Turn a failed Redis call into a 503 that says what went wrong, and log the cause."""
-    try:
-        yield
-    except (RedisError, OperationalError) as error:
-        where = f"The job queue (Redis at {maybe_sanitize_url(url or '')})"
-        # kombu wraps the broker's connection errors in its own OperationalError.
-        cause = (error.__cause__ or error.__context__) if isinstance(error, OperationalError) else error
-        if isinstance(cause, RedisTimeoutError | TimeoutError):
-            detail = f"{where} did not answer within {timeout_seconds:g} s: try again later."
-        elif isinstance(cause, RedisConnectionError | OSError) and not isinstance(cause, AuthenticationError):
-            detail = f"{where} is not reachable: is Redis running there, and is REDIS_URL right?"
-        else:
-            detail = f"{where} answered with an error: {error}"
-        logger.warning("%s The cause: %s: %s", detail, type(cause).__name__, cause)
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail) from error

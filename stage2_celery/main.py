@@ -17,7 +17,8 @@ from redis import Redis
 
 # Part of the stage2_celery package; in a flat project: from jobs import ...
 from .config import settings
-from .jobs import JobAccepted, JobStatus, enqueue, job_status, redis_errors_as_503
+from .hardening import redis_errors_as_503
+from .jobs import JobAccepted, JobStatus, enqueue, job_status
 from .tasks import add, generate_report, send_welcome_email
 
 app = FastAPI(title="Stage 2: Celery")
