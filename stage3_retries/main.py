@@ -20,17 +20,8 @@ from redis import Redis
 from .celery_app import celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
-from .jobs import (
-    Idempotency,
-    JobAccepted,
-    JobStatus,
-    accepted,
-    earlier_job,
-    enqueue,
-    idempotency,
-    job_status,
-    redis_errors_as_503,
-)
+from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .jobs import JobAccepted, JobStatus, accepted, enqueue, idempotency, job_status
 from .tasks import add, deliver_webhook, generate_report, send_welcome_email
 
 app = FastAPI(title="Stage 3: Celery that survives failure")
