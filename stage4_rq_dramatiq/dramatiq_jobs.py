@@ -15,7 +15,8 @@ from dramatiq.results import ResultFailure, ResultMissing
 from . import dramatiq_actors
 from .config import settings
 from .dramatiq_app import QUEUE, broker, results, state_key
-from .jobs import JobStatus, Progress, cannot_run, redis_errors_as_503
+from .hardening import redis_errors_as_503
+from .jobs import JobStatus, Progress, cannot_run
 from .libraries import JobName
 
 ACTORS = {

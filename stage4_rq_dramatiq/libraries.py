@@ -1,7 +1,7 @@
 """RQ and Dramatiq behind the job API of jobs.py: what each library's module does (rq_jobs.py,
 dramatiq_jobs.py), and the steps around it that jobs.enqueue takes for Celery.
 
-The Idempotency-Key claims are jobs.py's, for the three libraries: in the Redis of Celery's results.
+The Idempotency-Key claims are hardening.py's, for the three libraries: in the Redis of Celery's results.
 """
 
 from collections.abc import Callable
@@ -12,17 +12,8 @@ from uuid import uuid4
 from fastapi import HTTPException, Response, status
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
-from .jobs import (
-    Idempotency,
-    JobAccepted,
-    JobStatus,
-    RedisTrouble,
-    accepted,
-    asked_for,
-    claim_idempotency_key,
-    complete_claim,
-    earlier_job,
-)
+from .hardening import Idempotency, RedisTrouble, claim_idempotency_key, complete_claim, earlier_job
+from .jobs import JobAccepted, JobStatus, accepted, asked_for
 
 # The jobs RQ and Dramatiq run, by the job API's names for them (Celery's are its tasks, in tasks.py).
 JobName = Literal["add", "report", "welcome", "webhook", "thumbnail"]

@@ -22,18 +22,8 @@ from .celery_app import celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .dramatiq_jobs import DramatiqJobs
-from .jobs import (
-    Idempotency,
-    JobAccepted,
-    JobStatus,
-    accepted,
-    cannot_run,
-    earlier_job,
-    enqueue,
-    idempotency,
-    job_status,
-    redis_errors_as_503,
-)
+from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .libraries import JobLibrary, enqueue_job, replay_job, status_of
 from .rq_jobs import RqJobs
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email

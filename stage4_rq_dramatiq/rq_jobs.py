@@ -20,7 +20,8 @@ from rq.serializers import JSONSerializer
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
 from . import rq_tasks
 from .config import settings
-from .jobs import JobStatus, Progress, redis_errors_as_503
+from .hardening import redis_errors_as_503
+from .jobs import JobStatus, Progress
 from .libraries import JobName
 from .work import backoff_seconds
 

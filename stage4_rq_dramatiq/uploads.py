@@ -28,7 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from .config import settings
-from .jobs import Idempotency, JobAccepted, asked_for
+from .hardening import Idempotency
+from .jobs import JobAccepted, asked_for
 from .thumbnails import (
     EXTENSIONS,
     STORED_NAME,
