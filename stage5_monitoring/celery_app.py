@@ -6,8 +6,6 @@ The periodic digest needs exactly one beat process: celery -A stage5_monitoring 
 """
 
 import logging
-import ssl
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 from celery import Celery
@@ -16,25 +14,9 @@ from kombu import Queue
 
 # Part of the stage5_monitoring package; in a flat project: from config import settings
 from .config import settings
+from .hardening import celery_redis_url, tls_options
 
 logger = logging.getLogger(__name__)
-
-
-def celery_redis_url(url: str) -> str:
-    """The URL as Celery and kombu spell it: they take redis:// and rediss:// as they are,
-    but a unix socket as redis+socket:///path?virtual_host=<db> (redis-py: unix:///path?db=<db>)."""
-    parts = urlsplit(url)
-    if parts.scheme != "unix":
-        return url
-    query = [("virtual_host" if name == "db" else name, value) for name, value in parse_qsl(parts.query)]
-    return f"redis+socket://{parts.path}" + (f"?{urlencode(query)}" if query else "")
-
-
-def tls_options(url: str) -> dict[str, object] | None:
-    """rediss:// means TLS; Celery insists on being told how to check the server's certificate."""
-    if urlsplit(url).scheme != "rediss" or "ssl_cert_reqs" in url:
-        return None
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 # The queues, and the one place that says which task waits in which. A task not named in

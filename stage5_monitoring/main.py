@@ -4,14 +4,13 @@ Run it from the repository root: uvicorn stage5_monitoring.main:app
 Every process of the stage, workers, beat and Flower included: stage5_monitoring/Procfile
 """
 
-import hashlib
 import json
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,31 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 from .celery_app import PRIORITIES, celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
-from .jobs import (
-    Idempotency,
-    JobAccepted,
-    JobStatus,
-    accepted,
-    asked_for,
-    earlier_job,
-    enqueue,
-    idempotency,
-    job_status,
-    redis_errors_as_503,
-)
+from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .logs import REQUEST_ID_HEADER, configure_json_logging, is_valid_request_id
 from .metrics import instrument
 from .queues import broker_redis, workers_per_queue
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
-from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, upload_dir
+from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, enqueue_upload
 from .uploads import router as uploads_router
 
 configure_json_logging(settings.log_level)
 app = FastAPI(title="Stage 5: monitored multi-queue Celery")
 instrument(app)
 # The request id of X-Request-ID (or a new one) for the log lines and the jobs of each request, and in the answer.
-app.include_router(uploads_router)
 app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_valid_request_id)
+# Stage 4's Celery routes, back where stage 3 had them (/jobs/...): Celery is the one library now.
+router = APIRouter()
 
 
 @app.exception_handler(RequestValidationError)
@@ -107,58 +97,50 @@ IdempotencyKey = Annotated[Idempotency | None, Depends(idempotency)]
 
 
 # 202 Accepted, not 200: the work is accepted now and done later, by a worker.
-@app.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/users/{user_id}/welcome", status_code=status.HTTP_202_ACCEPTED)
 def welcome_user(user_id: UserId, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     email = f"user{user_id}@example.com"
     # The job goes to Redis; a worker sends the e-mail. The client gets an id to ask about it.
     return enqueue(send_welcome_email, [user_id, email], response, idempotency)
 
 
-@app.post("/events", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/events", status_code=status.HTTP_202_ACCEPTED)
 def publish_event(event: Event, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     return enqueue(deliver_webhook, [event.model_dump()], response, idempotency)
 
 
-@app.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/jobs/add", status_code=status.HTTP_202_ACCEPTED)
 def enqueue_add(request: AddRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     return enqueue(add, [request.x, request.y], response, idempotency, delay_seconds=request.delay_seconds)
 
 
-@app.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/jobs/report", status_code=status.HTTP_202_ACCEPTED)
 def enqueue_report(request: ReportRequest, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     args = [request.rows, request.stop_at_soft_limit]
     return enqueue(generate_report, args, response, idempotency, priority=PRIORITIES[request.priority])
 
 
 # A job id is a UUID: anything else is answered 422, naming job_id, and never reaches Redis.
-# The message carries the stored file's name, never its bytes (see uploads.py).
-@app.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
-def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
-    stored = upload_dir() / stored_name
-    # The stored name is new each time: the same image is the same request, another image another one.
-    asked = asked_for("thumbnail", hashlib.sha256(stored.read_bytes()).hexdigest()) if idempotency else None
-    # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
-    discard = partial(stored.unlink, missing_ok=True)
-    try:
-        return enqueue(make_thumbnail, [stored_name], response, idempotency, on_repeat=discard, asked=asked)
-    except HTTPException:
-        discard()
-        raise
-
-
-@app.get("/jobs/{job_id}", response_model_exclude_none=True)
+@router.get("/jobs/{job_id}", response_model_exclude_none=True)
 def get_job(job_id: UUID) -> JobStatus:
     return job_status(str(job_id))
 
 
-@app.get("/dead-letters")
+# The message carries the stored file's name, never its bytes (see uploads.py).
+@router.post("/thumbnails", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_FORM_OPENAPI)
+def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
+    enqueue_it = partial(enqueue, make_thumbnail, [stored_name], response, idempotency)
+    return enqueue_upload(stored_name, idempotency, enqueue_it)
+
+
+@router.get("/dead-letters")
 def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
     """The jobs that failed for good, newest first."""
     with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
         return [DeadLetter(**letter) for letter in list_dead_letters(limit)]
 
 
-@app.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/dead-letters/{job_id}/replay", status_code=status.HTTP_202_ACCEPTED)
 def replay_dead_letter(job_id: UUID, response: Response, idempotency: IdempotencyKey) -> JobAccepted:
     """Enqueue the same work again, as a new job; the dead letter is gone (a second replay is 404).
 
@@ -173,11 +155,7 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
     try:
         task = celery_app.tasks.get(letter["task"])
         if task is None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"Dead letter {job_id} is a job of {letter['task']}, a task this app cannot run: the letter is from "
-                "another app, or the task was renamed since. It is kept: replay it where that task is, or delete it.",
-            )
+            raise cannot_run(str(job_id), letter["task"])
         return enqueue(task, letter["args"], response, idempotency)
     except Exception:
         # Nothing is lost, whatever went wrong (a task this app does not have, Redis refused the
@@ -187,12 +165,16 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
         raise
 
 
-@app.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dead_letter(job_id: UUID) -> None:
     with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
         letter = take_dead_letter(str(job_id))
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
+
+
+app.include_router(router)
+app.include_router(uploads_router)
 
 
 health_redis = broker_redis(settings.health_timeout_seconds)

@@ -11,12 +11,15 @@ UPLOAD_DIR (on other machines, shared storage). The job deletes the upload; what
 job's result has expired (its thumbnail, an upload whose job never ran) is swept by later uploads.
 """
 
+import hashlib
 import os
 import shutil
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -25,6 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from .config import settings
+from .hardening import Idempotency
+from .jobs import JobAccepted, asked_for
 from .thumbnails import (
     EXTENSIONS,
     STORED_NAME,
@@ -172,6 +177,22 @@ async def stored_image(request: Request) -> str:
 
 
 StoredImage = Annotated[str, Depends(stored_image)]
+
+
+def enqueue_upload(
+    stored_name: str, idempotency: Idempotency | None, enqueue_it: Callable[..., JobAccepted]
+) -> JobAccepted:
+    """Enqueue the thumbnail job of a stored upload with a library's enqueue (see main.py)."""
+    stored = upload_dir() / stored_name
+    # The stored name is new each time: the same image is the same request, another image another one.
+    asked = asked_for("thumbnail", hashlib.sha256(stored.read_bytes()).hexdigest()) if idempotency else None
+    # Not kept when no job will read it: a refused request, or a repeat (the first one's file is the job's).
+    discard = partial(stored.unlink, missing_ok=True)
+    try:
+        return enqueue_it(on_repeat=discard, asked=asked)
+    except HTTPException:
+        discard()
+        raise
 
 
 router = APIRouter()
