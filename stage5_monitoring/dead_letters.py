@@ -32,7 +32,7 @@ def keep_dead_letter(sender: Task, task_id: str, exception: BaseException, args:
     It can be called twice for one job (a hard time limit), so it writes by job id: the same letter twice.
     """
     if sender.app is not celery_app:
-        return  # a job of another Celery app in this process (the tests load several)
+        return  # a signal reaches every Celery app of the process: keep this stage's letters only
     client = celery_app.backend.client
     letter = {
         "job_id": task_id,

@@ -177,6 +177,7 @@ app.include_router(router)
 app.include_router(uploads_router)
 
 
+# Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
 health_redis = broker_redis(settings.health_timeout_seconds)
 
 

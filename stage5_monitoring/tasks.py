@@ -35,7 +35,7 @@ def attempts_key(job_id: str) -> str:
 def count_attempt(task_id: str, task: Task, **_: Any) -> None:
     """Count every time a worker starts a job: retries and redeliveries after a crash alike."""
     if task.app is not celery_app:
-        return  # a job of another Celery app in this process (the tests load several)
+        return  # a signal reaches every Celery app of the process: count this stage's jobs only
     with celery_app.backend.client.pipeline() as pipe:
         attempt, _ = (
             pipe.incr(attempts_key(task_id)).expire(attempts_key(task_id), settings.result_expires_seconds).execute()
