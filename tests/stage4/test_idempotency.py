@@ -1,7 +1,7 @@
 """Idempotency-Key in every library: a request means what it asks for, not its bytes; an upload
 whose media type is not in lower case; a key claimed while Redis stalls.
 
-The claim code is one, in jobs.py, for the three libraries: the stall is tested with Celery's
+The claim code is one, in hardening.py, for the three libraries: the stall is tested with Celery's
 worker; the requests, which need no worker, with every library.
 """
 
@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 
 from tests.job_api import wait_for_status
-from tests.stage2.test_redis_trouble import stalled_redis  # noqa: F401 (a fixture)
 from tests.stage3.test_idempotency import (  # noqa: F401 (a fixture)
     STALL_REDIS_TIMEOUT_SECONDS,
     STALL_SECONDS,
@@ -107,24 +106,3 @@ def test_a_key_claimed_while_redis_stalls_never_answers_a_job_that_was_never_mad
         assert_409_while_pending(while_pending)
         start_worker("celery", REDIS_URL=stallable_redis.url)
         wait_for_status(client, retried.json()["status_url"], "succeeded", timeout=20)
-
-
-def test_a_celery_job_whose_mark_timed_out_leaves_its_key_free_for_the_retry(
-    start_api,
-    stage_env: dict[str, str],
-    stalled_redis: RedisService,  # noqa: F811 (the fixture)
-    client: httpx.Client,
-) -> None:
-    # The key is claimed in REDIS_URL, which answers; Celery's results Redis, where the job's mark
-    # goes before the job is published, does not: the job is never made.
-    env = {**stage_env, "RESULT_BACKEND_URL": stalled_redis.url, "REDIS_TIMEOUT_SECONDS": "1"}
-    api = start_api(f"{STAGE}.main:app", **env)
-    with httpx.Client(base_url=api.base_url, timeout=10) as stalled_client:
-        stalled = post_add(stalled_client, "celery", "order-52")
-    retried = post_add(client, "celery", "order-52")  # the same key, on an API whose results Redis answers
-
-    assert stalled.status_code == 503
-    assert "did not answer within 1 s" in stalled.json()["detail"]
-    assert retried.status_code == 202, retried.text
-    job = client.get(retried.json()["status_url"])
-    assert job.status_code == 200, f"the key answered a job that was never made: {job.text}"
