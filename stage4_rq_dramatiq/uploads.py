@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from .config import settings
-from .hardening import Idempotency
+from .hardening import Idempotency, RedisTrouble
 from .jobs import JobAccepted, asked_for
 from .thumbnails import (
     EXTENSIONS,
@@ -190,6 +190,12 @@ def enqueue_upload(
     discard = partial(stored.unlink, missing_ok=True)
     try:
         return enqueue_it(on_repeat=discard, asked=asked)
+    except RedisTrouble as trouble:
+        # Redis may still run a publish that timed out: then the job will need the file (if none
+        # does, a later upload's sweep takes it).
+        if not trouble.timed_out:
+            discard()
+        raise
     except HTTPException:
         discard()
         raise

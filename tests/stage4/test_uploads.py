@@ -33,6 +33,10 @@ from PIL import Image, PngImagePlugin
 from tests.job_api import wait_for_status
 from tests.stage4.conftest import LIBRARIES
 from tests.stage4.conftest import STAGE as STAGE_NAME
+from tests.stage5.test_uploads import (  # noqa: F401 (collected by pytest; a fixture)
+    stallable_redis,
+    test_an_upload_whose_publish_timed_out_keeps_its_file_for_the_job_redis_may_still_queue,
+)
 from tutorial.processes import ManagedProcess, UvicornServer
 from tutorial.redis_server import RedisService, with_database
 from tutorial.waiting import WaitTimeout
@@ -759,3 +763,14 @@ def test_a_thumbnail_job_of_a_photo_at_the_pixel_cap_decodes_a_fraction_of_it(tm
     assert measured.returncode == 0, measured.stderr
     grown_mb = int(measured.stdout) / 1024
     assert grown_mb < 24, f"the job grew its process by {grown_mb:.0f} MB: a quarter of a whole decode (96 MB) or more"
+
+
+# For stage 5's test of an upload whose publish timed out, run here with Celery's route.
+@pytest.fixture
+def stage_package() -> str:
+    return STAGE_NAME
+
+
+@pytest.fixture
+def thumbnails_route() -> str:
+    return "/celery/thumbnails"

@@ -14,12 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 
 from tests.celery_stage import CeleryStage
 from tests.job_api import wait_for_status
+from tests.stage3.test_idempotency import redis_asleep, stallable_redis  # noqa: F401 (a fixture)
 from tests.stage5.conftest import STAGE, StageQueues
 from tutorial.processes import UvicornServer
+from tutorial.redis_server import RedisService
 from tutorial.waiting import WaitTimeout
 
 
@@ -207,3 +210,47 @@ def test_a_thumbnail_job_of_a_photo_at_the_pixel_cap_decodes_a_fraction_of_it(
     assert measured.returncode == 0, measured.stderr
     grown_mb = int(measured.stdout) / 1024
     assert grown_mb < 24, f"the job grew its process by {grown_mb:.0f} MB: a quarter of a whole decode (96 MB) or more"
+
+
+@pytest.fixture
+def thumbnails_route() -> str:
+    return "/thumbnails"
+
+
+def test_an_upload_whose_publish_timed_out_keeps_its_file_for_the_job_redis_may_still_queue(
+    start_api,
+    stage_package: str,
+    stage_env: dict[str, str],
+    thumbnails_route: str,
+    stallable_redis: RedisService,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+) -> None:
+    """Stage 4's upload code, run here and in stage 4 (tests/stage4/test_uploads.py imports it)."""
+    # The broker stalls (DEBUG SLEEP), the results Redis answers: the job's mark is stored, its
+    # publish times out, and Redis runs the publish when it wakes. The job then needs the file.
+    folder = tmp_path / "uploads"
+    folder.mkdir(mode=0o700)
+    env = {
+        **stage_env,
+        "REDIS_URL": stallable_redis.url,
+        "RESULT_BACKEND_URL": stage_env["REDIS_URL"],
+        "REDIS_TIMEOUT_SECONDS": "1",
+        "UPLOAD_DIR": str(folder),
+    }
+    api = start_api(f"{stage_package}.main:app", **env)
+    upload = {"file": ("picture.png", encoded(Image.new("RGB", (60, 30), "navy"), "PNG"))}
+    with httpx.Client(base_url=api.base_url, timeout=10) as client:
+        # As in an API that runs: its connection to the broker is open before Redis stalls.
+        assert client.post(thumbnails_route, files=upload).status_code == 202
+        before = originals(folder)
+        with redis_asleep(stallable_redis.url, 3):
+            stalled = client.post(thumbnails_route, files=upload)
+
+    assert stalled.status_code == 503, stalled.text
+    assert "did not answer within 1 s" in stalled.json()["detail"]
+    kept = originals(folder) - before
+    assert len(kept) == 1, "the upload was deleted, though Redis may still queue its job (it then fails without it)"
+    with redis.Redis.from_url(stallable_redis.url) as broker:
+        queued = [message for name in broker.scan_iter(_type="list") for message in broker.lrange(name, 0, -1)]
+        broker.flushdb()
+    assert any(kept.pop().encode() in message for message in queued), "Redis queued the job when it woke"
