@@ -146,8 +146,9 @@ def test_the_welcome_email_is_retried_while_the_mail_server_is_down(
     port = free_port()
     monkeypatch.setattr(stage.settings, "smtp_host", "127.0.0.1")
     monkeypatch.setattr(stage.settings, "smtp_port", port)
-    # Long enough to see the job wait, short enough for a test.
-    monkeypatch.setattr(stage.settings, "retry_backoff_seconds", 1)
+    # Each wait 1 s, long enough to see the job wait: with full jitter a wait may be 0 s, and all
+    # three attempts could fail before the test saw one retry (seen once in CI).
+    monkeypatch.setattr(stage.tasks, "backoff_seconds", lambda retries: 1.0)
     status_url = enqueue(client, "/users/7/welcome")
 
     with stage.worker():
