@@ -14,6 +14,7 @@ import psutil
 import pytest
 import redis
 
+from tests.runner.test_commands import everything_in
 from tutorial import redis_server
 from tutorial import tour as tour_module
 from tutorial.environment import REDIS_ELSEWHERE
@@ -296,17 +297,6 @@ def cannot_start_a_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RedisUnavailable("No redis-server was found (a test's stand-in).")
 
     monkeypatch.setattr(tour_module, "start_redis_server", fails)
-
-
-def everything_in(service: RedisService) -> dict[int, dict[bytes, bytes]]:
-    """Every key of every database that has one, with its value: {0: {b"learner:data": b"<dumped>"}}."""
-    with redis.Redis.from_url(service.url) as client:
-        databases = [int(name.removeprefix("db")) for name in client.info("keyspace")]
-    found = {}
-    for database in databases:
-        with redis.Redis.from_url(with_database(service.url, database)) as client:
-            found[database] = {key: client.dump(key) for key in client.scan_iter()}
-    return found
 
 
 def test_a_tour_that_cannot_start_a_redis_keeps_apart_in_the_learners_and_deletes_only_what_it_wrote(

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import RunningApi
+from tests.stage3.test_dead_letters import a_letter
 from tests.stage4.conftest import LIBRARIES, STAGE
 from tutorial.processes import UvicornServer, free_port
 from tutorial.redis_server import RedisService, with_database
@@ -56,19 +57,6 @@ def fresh_redis(fresh_url: str) -> Iterator[redis.Redis]:
     with redis.Redis.from_url(fresh_url) as client:
         yield client
         client.flushdb()
-
-
-def a_letter(task: str, args: list) -> dict:
-    """A Celery dead letter as the stages write it."""
-    failed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    return {
-        "job_id": str(uuid.uuid4()),
-        "task": task,
-        "args": args,
-        "error": "WebhookFailed: ...",
-        "attempts": 3,
-        "failed_at": failed_at,
-    }
 
 
 def keep_celery_letter(client: redis.Redis, prefix: str, letter: dict) -> None:
