@@ -20,6 +20,7 @@ endef
 help:
 	@echo "make install   set up .venv with the exact versions of requirements.lock (the others do it too)"
 	@echo "make demo      set up, then run each stage README for you, telling what it does"
+	@echo "               (one stage: make demo ARGS=\"--stage 3\")"
 	@echo "make test      set up, then the whole test suite"
 	@echo "make services  Redis, a mail catcher and a webhook receiver, for running a stage by hand"
 	@echo "               (other ports: make services ARGS=\"--smtp-port 2525 --webhook-port 9090\")"
@@ -40,7 +41,7 @@ $(INSTALLED): requirements.lock
 install: $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(BIN)/python -m tutorial demo
+	$(BIN)/python -m tutorial demo $(ARGS)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

