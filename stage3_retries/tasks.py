@@ -9,7 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_prerun
 
 # Part of the stage3_retries package; in a flat project: from celery_app import celery_app
-from .celery_app import celery_app
+from .celery_app import attempts_key, celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
 from .work import (
@@ -24,10 +24,6 @@ from .work import (
     summary,
     welcome_email,
 )
-
-
-def attempts_key(job_id: str) -> str:
-    return f"job-attempts:{job_id}"
 
 
 @task_prerun.connect

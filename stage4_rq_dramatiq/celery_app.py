@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 broker_url = celery_redis_url(settings.redis_url)
 result_backend_url = celery_redis_url(settings.result_backend_url or settings.redis_url)
 
+
+def attempts_key(job_id: str) -> str:
+    """Where tasks.count_attempt counts a job's starts, in the results Redis; jobs.py and dead_letters.py read it."""
+    return f"job-attempts:{job_id}"
+
 celery_app = Celery(
     "stage4_rq_dramatiq",
     broker=broker_url,

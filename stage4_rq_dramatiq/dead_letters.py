@@ -14,7 +14,7 @@ from celery import Task
 from celery.signals import task_failure
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from celery_app import celery_app
-from .celery_app import celery_app
+from .celery_app import attempts_key, celery_app
 
 # Keys named after the app ("<app>:dead-letters"): the stages all use Redis's database 0 by
 # default, and each must list and replay only its own letters.
@@ -39,7 +39,7 @@ def keep_dead_letter(sender: Task, task_id: str, exception: BaseException, args:
         "task": sender.name,
         "args": list(args or []),
         "error": f"{type(exception).__name__}: {exception}",
-        "attempts": int(client.get(f"job-attempts:{task_id}") or 0),
+        "attempts": int(client.get(attempts_key(task_id)) or 0),
         "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     with client.pipeline() as pipe:

@@ -11,7 +11,7 @@ from celery.signals import task_prerun
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from celery_app import celery_app
 from . import thumbnails
-from .celery_app import celery_app
+from .celery_app import attempts_key, celery_app
 from .config import settings
 from .dead_letters import count_dead_letters, list_dead_letters
 from .work import (
@@ -26,10 +26,6 @@ from .work import (
     summary,
     welcome_email,
 )
-
-
-def attempts_key(job_id: str) -> str:
-    return f"job-attempts:{job_id}"
 
 
 @task_prerun.connect

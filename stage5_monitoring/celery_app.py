@@ -42,6 +42,11 @@ def queue_of(task_name: str) -> str:
 broker_url = celery_redis_url(settings.redis_url)
 result_backend_url = celery_redis_url(settings.result_backend_url or settings.redis_url)
 
+
+def attempts_key(job_id: str) -> str:
+    """Where tasks.count_attempt counts a job's starts, in the results Redis; jobs.py and dead_letters.py read it."""
+    return f"job-attempts:{job_id}"
+
 celery_app = Celery(
     "stage5_monitoring",
     broker=broker_url,

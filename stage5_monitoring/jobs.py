@@ -21,7 +21,7 @@ from fastapi import Header, HTTPException, Request, Response, status
 from pydantic import BaseModel
 
 # Part of the stage5_monitoring package; in a flat project: from celery_app import celery_app
-from .celery_app import celery_app, queue_of
+from .celery_app import attempts_key, celery_app, queue_of
 from .config import settings
 from .hardening import Idempotency, RedisTrouble, claim_idempotency_key, complete_claim, redis_errors_as_503
 from .metrics import JOBS_ENQUEUED
@@ -164,7 +164,7 @@ def job_status(job_id: str) -> JobStatus:
     with redis_errors_as_503(celery_app.backend.url):
         # One read, so the state and its data (result, error or progress) belong together.
         meta = celery_app.backend.get_task_meta(job_id)
-        attempts, queue = celery_app.backend.client.mget(f"job-attempts:{job_id}", queue_key(job_id))
+        attempts, queue = celery_app.backend.client.mget(attempts_key(job_id), queue_key(job_id))
     # For an id with nothing stored Celery makes up {"status": "PENDING", "result": None};
     # every state it stores, our mark included, carries the task_id.
     if "task_id" not in meta:

@@ -136,7 +136,7 @@ def enqueue_thumbnail(stored_name: StoredImage, response: Response, idempotency:
 @router.get("/dead-letters")
 def get_dead_letters(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[DeadLetter]:
     """The jobs that failed for good, newest first."""
-    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+    with redis_errors_as_503(celery_app.backend.url):
         return [DeadLetter(**letter) for letter in list_dead_letters(limit)]
 
 
@@ -148,7 +148,7 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
     """
     if idempotency is not None and (earlier := earlier_job(idempotency)) is not None:
         return accepted(earlier, response)
-    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+    with redis_errors_as_503(celery_app.backend.url):
         letter = take_dead_letter(str(job_id))
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
@@ -160,14 +160,14 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
     except Exception:
         # Nothing is lost, whatever went wrong (a task this app does not have, Redis refused the
         # job, the key was used meanwhile for another request): the letter waits for the next replay.
-        with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+        with redis_errors_as_503(celery_app.backend.url):
             put_back_dead_letter(letter)
         raise
 
 
 @router.delete("/dead-letters/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dead_letter(job_id: UUID) -> None:
-    with redis_errors_as_503(settings.result_backend_url or settings.redis_url):
+    with redis_errors_as_503(celery_app.backend.url):
         letter = take_dead_letter(str(job_id))
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No dead letter {job_id}.")
