@@ -56,6 +56,9 @@ class TellingNarrator(Narrator):
     def exempt(self, command: Command) -> None:
         print(f"$ {command.text}\n  (not run in the demo: {command.exempt})", flush=True)
 
+    def stopped(self, command: str) -> None:
+        print(f"  (Ctrl-C in the terminal of `{command}`: stopped)", flush=True)
+
     def printed(self, command: Command, output: str) -> None:
         print(f"\nMeanwhile, in the terminal of `{command.short()}`:\n{textwrap.indent(output.rstrip(), '  ')}")
 

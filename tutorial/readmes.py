@@ -727,6 +727,9 @@ class Narrator:
     def exempt(self, command: Command) -> None:
         """A command the README shows but that is not run here (the reason is ``command.exempt``)."""
 
+    def stopped(self, command: str) -> None:
+        """A process the README left running was stopped (Ctrl-C in its terminal): the one ``command`` names."""
+
     def printed(self, command: Command, output: str) -> None:
         """What a background process printed, once the README's last command ran (for `output of` blocks)."""
 
@@ -799,9 +802,12 @@ class ReadmeRun:
         return {**inherited, **self.ports.settings(), **terminal_like}
 
     def _run_block(self, block: Block, report: Report, pending: list[Command]) -> None:
+        if block.commands:
+            self.narrator.block(block)
         for directive in block.directives:
             if directive.kind == "stop":
                 self._find_background(directive).stop()
+                self.narrator.stopped(directive.command or "")
         if (output_of := block.directive("output of")) is not None:
             self.output_of_checks.append((block, self._find_background(output_of)))
             return
@@ -815,8 +821,6 @@ class ReadmeRun:
             report.snippets_run += 1
             return
         vary = [word for d in block.directives if d.kind == "vary" for word in d.words]
-        if block.commands:
-            self.narrator.block(block)
         for command in block.commands:
             pending.remove(command)  # from here on it is either run, exempt or the one that failed
             if command.exempt is not None:
