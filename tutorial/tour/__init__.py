@@ -39,13 +39,15 @@ from tutorial.webhooks import WebhookReceiver
 # few, left to a learner's own runs: in a Redis it did not start, the tour never takes them.
 STAGE_DATABASES = range(6)
 # The names of the keys the stages write: job queues, job states and results, the marks of the
-# API and of the tasks, dead letters. In a Redis it did not start, the tour deletes only these.
+# API and of the tasks, dead letters, the workers' notes of their queues. In a Redis it did not
+# start, the tour deletes only these.
 STAGE_KEYS = re.compile(
     rb"celery|celery-task-meta-.+|_kombu\..+|unacked(_index|_mutex)?|.+\.reply\.celery\.pidbox"
     rb"|(default|emails|reports|integrations)(:\d)?"  # stage 5's queues, one list per priority
     rb"|rq:.+|dramatiq:.+|dramatiq-job:.+|[0-9a-f]{32}"  # RQ; Dramatiq, and its results (an MD5 as name)
     rb"|job-attempts:.+|job-queue:.+|welcome-email-sent:.+|idempotency-key:.+"
     rb"|(stage[0-9]_[a-z_]+:)?(dead-letters|dead-letter:.+)"  # dead letters: named after their stage (bare: older)
+    rb"|stage[0-9]_[a-z_]+:workers:.+"  # the queues each worker consumes (Dramatiq's: dramatiq:workers:...)
 )
 
 
