@@ -16,9 +16,10 @@ celery_app = Celery(
     "stage2_celery",
     broker=broker_url,
     backend=result_backend_url,
-    # The modules a worker imports to learn the tasks; without it: "Received unregistered task".
-    # In a flat project (this file copied beside tasks.py): include=["tasks"].
-    include=["stage2_celery.tasks"],
+    # The modules a worker imports to learn the tasks (and to note its queues in Redis); without
+    # it: "Received unregistered task". In a flat project (these files copied side by side):
+    # include=["tasks", "workers"].
+    include=["stage2_celery.tasks", "stage2_celery.workers"],
 )
 
 celery_app.conf.update(

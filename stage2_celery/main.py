@@ -5,7 +5,7 @@ The jobs run in a worker:        celery -A stage2_celery worker --loglevel=INFO
 """
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, Path, Request, Response, status
@@ -13,13 +13,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, FiniteFloat
-from redis import Redis
 
 # Part of the stage2_celery package; in a flat project: from jobs import ...
 from .config import settings
 from .hardening import redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, enqueue, job_status
 from .tasks import add, generate_report, send_welcome_email
+from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 2: Celery")
 
@@ -50,6 +50,12 @@ class ReportRequest(BaseModel):
     rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
 
 
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]  # degraded: a queue has no worker, and its jobs wait
+    redis: Literal["ok"]
+    workers: dict[str, int]  # per queue
+
+
 UserId = Annotated[int, Path(gt=0, description="A positive user id")]
 
 
@@ -78,16 +84,13 @@ def get_job(job_id: UUID) -> JobStatus:
 
 
 # Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
-health_redis = Redis.from_url(
-    settings.redis_url,
-    socket_connect_timeout=settings.health_timeout_seconds,
-    socket_timeout=settings.health_timeout_seconds,
-)
+health_redis = broker_redis(settings.health_timeout_seconds)
 
 
 @app.get("/health", responses={503: {"description": "Redis does not answer"}})
-def health() -> dict[str, str]:
-    """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
+def health() -> Health:
+    """Does Redis answer, and how many workers consume each queue? Within HEALTH_TIMEOUT_SECONDS, always."""
     with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
-        health_redis.ping()
-    return {"status": "ok"}
+        workers = workers_per_queue(health_redis)
+    # 200 also without a worker: the API still takes jobs, which wait.
+    return Health(status="ok" if all(workers.values()) else "degraded", redis="ok", workers=workers)

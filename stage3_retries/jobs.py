@@ -20,6 +20,7 @@ from pydantic import BaseModel
 # Part of the stage3_retries package; in a flat project: from celery_app import celery_app
 from .celery_app import attempts_key, celery_app
 from .hardening import Idempotency, RedisTrouble, claim_idempotency_key, complete_claim, redis_errors_as_503
+from .workers import no_worker_note
 
 
 class JobAccepted(BaseModel):
@@ -44,6 +45,7 @@ class JobStatus(BaseModel):
     result: Any = None
     error: str | None = None
     progress: Progress | None = None
+    note: str | None = None  # why a queued job may wait long: no worker consumes its queue
 
 
 # Celery's states, in the words of the job API.
@@ -153,4 +155,8 @@ def job_status(job_id: str) -> JobStatus:
     elif isinstance(info, BaseException):
         # Celery rebuilds the task's exception here; the client gets its type and message only.
         job.error = f"{type(info).__name__}: {info}"
+    if job.status == "queued":
+        with redis_errors_as_503(celery_app.conf.broker_url):
+            # Every job of this stage waits in the default queue, "celery".
+            job.note = no_worker_note(celery_app.conf.task_default_queue)
     return job

@@ -6,7 +6,7 @@ The digest is sent by:           celery -A stage3_retries beat --loglevel=INFO
 """
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
@@ -14,7 +14,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
-from redis import Redis
 
 # Part of the stage3_retries package; in a flat project: from jobs import ...
 from .celery_app import celery_app
@@ -23,6 +22,7 @@ from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_let
 from .hardening import Idempotency, earlier_job, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, accepted, enqueue, idempotency, job_status
 from .tasks import add, deliver_webhook, generate_report, send_welcome_email
+from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 3: Celery that survives failure")
 
@@ -62,6 +62,12 @@ class ReportRequest(BaseModel):
     rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit: the hard limit then kills it.
     stop_at_soft_limit: bool = True
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]  # degraded: a queue has no worker, and its jobs wait
+    redis: Literal["ok"]
+    workers: dict[str, int]  # per queue
 
 
 class DeadLetter(BaseModel):
@@ -151,16 +157,13 @@ def delete_dead_letter(job_id: UUID) -> None:
 
 
 # Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
-health_redis = Redis.from_url(
-    settings.redis_url,
-    socket_connect_timeout=settings.health_timeout_seconds,
-    socket_timeout=settings.health_timeout_seconds,
-)
+health_redis = broker_redis(settings.health_timeout_seconds)
 
 
 @app.get("/health", responses={503: {"description": "Redis does not answer"}})
-def health() -> dict[str, str]:
-    """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
+def health() -> Health:
+    """Does Redis answer, and how many workers consume each queue? Within HEALTH_TIMEOUT_SECONDS, always."""
     with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
-        health_redis.ping()
-    return {"status": "ok"}
+        workers = workers_per_queue(health_redis)
+    # 200 also without a worker: the API still takes jobs, which wait.
+    return Health(status="ok" if all(workers.values()) else "degraded", redis="ok", workers=workers)

@@ -25,15 +25,16 @@ def attempts_key(job_id: str) -> str:
     """Where tasks.count_attempt counts a job's starts, in the results Redis; jobs.py and dead_letters.py read it."""
     return f"job-attempts:{job_id}"
 
+
 celery_app = Celery(
     "stage4_rq_dramatiq",
     broker=broker_url,
     backend=result_backend_url,
-    # The modules a worker imports to learn the tasks (and the dead-letter hook); without it:
-    # "Received unregistered task".
-    # In a flat project (these files copied side by side): include=["tasks", "dead_letters"], and
-    # the task names in beat_schedule below lose the "stage4_rq_dramatiq." prefix.
-    include=["stage4_rq_dramatiq.tasks", "stage4_rq_dramatiq.dead_letters"],
+    # The modules a worker imports to learn the tasks (and the dead-letter hook, and the note of
+    # its queues); without it: "Received unregistered task".
+    # In a flat project (these files copied side by side): include=["tasks", "dead_letters", "workers"],
+    # and the task names in beat_schedule below lose the "stage4_rq_dramatiq." prefix.
+    include=["stage4_rq_dramatiq.tasks", "stage4_rq_dramatiq.dead_letters", "stage4_rq_dramatiq.workers"],
 )
 
 celery_app.conf.update(

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = 3.0
     # GET /health answers within about this long, also when Redis does not answer.
     health_timeout_seconds: float = 1.0
+    # Each worker notes in Redis which queues it consumes, five times in this many seconds; a
+    # note older than this counts as a worker gone (killed, or cut off from Redis).
+    worker_note_expiry_seconds: float = 15.0
     # Retries: attempt n waits a random time between 0 and min(max, base * 2**n) ("full jitter").
     webhook_max_retries: int = 5
     email_max_retries: int = 5

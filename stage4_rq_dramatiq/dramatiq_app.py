@@ -3,13 +3,19 @@
 Dramatiq keeps no state per message: a message is in a queue, being processed, or
 gone. So JobStates, a small middleware, writes one Redis hash per message as it moves
 (queued or scheduled, started, retrying, succeeded, failed), with its attempts and
-last error; results go through Dramatiq's own Results middleware.
+last error; results go through Dramatiq's own Results middleware. NoteWorker, another,
+notes in Redis which worker processes run, for GET /health and the status of a queued job.
 
 The broker must be set before any actor is declared: dramatiq_actors.py imports this
 module first.
 """
 
 import json
+import os
+import socket
+import threading
+import time
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,12 +24,16 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
-from redis import Redis
+from redis import Redis, RedisError
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from config import settings
 from .config import settings
 
 QUEUE = "default"
+# The worker processes that consume QUEUE, noted as Celery's workers note theirs (see workers.py).
+# Not the broker's own heartbeats (dramatiq:__heartbeats__): every process that sends the broker a
+# command is there, also an API that only enqueues.
+WORKERS = f"dramatiq:workers:{QUEUE}"
 
 
 def state_key(message_id: str) -> str:
@@ -72,6 +82,42 @@ class JobStates(Middleware):
         self.record(message.message_id, status="failed", error="skipped (too old, or cancelled)")
 
 
+class NoteWorker(Middleware):
+    """While a worker process runs, a thread notes it in WORKERS, five times per WORKER_NOTE_EXPIRY_SECONDS.
+
+    A process that stops cleanly takes its name out; a killed one drops out when its note expires.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"  # a worker process
+        self.stopping = threading.Event()
+        self.note()  # at once: a worker that says it is ready is counted
+        self.thread = threading.Thread(target=self.note_until_stopped, name="note-worker", daemon=True)
+        self.thread.start()
+
+    def note(self) -> None:
+        now = time.time()
+        with suppress(RedisError), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(WORKERS, {self.name: now})
+            # Drop the notes of killed workers; the key itself goes when no worker renews it.
+            pipe.zremrangebyscore(WORKERS, "-inf", now - settings.worker_note_expiry_seconds)
+            pipe.expire(WORKERS, int(settings.worker_note_expiry_seconds) + 1)
+            pipe.execute()
+
+    def note_until_stopped(self) -> None:
+        while not self.stopping.wait(settings.worker_note_expiry_seconds / 5):
+            self.note()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping.set()
+        self.thread.join()
+        with suppress(RedisError):
+            self.redis.zrem(WORKERS, self.name)
+
+
 broker = RedisBroker(
     # A client, not url=: RedisBroker builds its own pool from a URL and drops the timeouts
     # given beside it (a stalled Redis then made the API wait redis-py's default 5 s). The
@@ -92,6 +138,7 @@ results = RedisBackend(client=broker.client)
 # Before Retries, so that its after_process_message runs after Retries' (after-hooks run in reverse).
 broker.add_middleware(job_states, before=Retries)
 broker.add_middleware(CurrentMessage())
+broker.add_middleware(NoteWorker(broker.client))
 broker.add_middleware(Results(backend=results, result_ttl=settings.result_expires_seconds * 1000))
 dramatiq.set_broker(broker)
 

@@ -4,17 +4,19 @@ The worker: dramatiq stage4_rq_dramatiq.dramatiq_actors
 """
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
 import dramatiq
 from dramatiq.results import ResultFailure, ResultMissing
+from redis import Redis
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
 from . import dramatiq_actors
 from .config import settings
-from .dramatiq_app import QUEUE, broker, results, state_key
+from .dramatiq_app import QUEUE, WORKERS, broker, results, state_key
 from .hardening import redis_errors_as_503
 from .jobs import JobStatus, Progress, cannot_run
 from .libraries import JobName
@@ -34,6 +36,7 @@ DEAD_MESSAGES = f"dramatiq:{QUEUE}.XQ.msgs"
 
 class DramatiqJobs:
     name = "dramatiq"
+    queue = QUEUE
 
     def enqueue(self, job: JobName, args: list[Any], job_id: str, delay_seconds: float) -> None:
         message = ACTORS[job].message(*args).copy(message_id=job_id)
@@ -69,6 +72,11 @@ class DramatiqJobs:
             return results.get_result(message.copy(message_id=job_id))
         except (ResultMissing, ResultFailure):
             return None
+
+    def workers(self, client: Redis | None = None) -> int:
+        """The worker processes that noted in the last WORKER_NOTE_EXPIRY_SECONDS that they run (see NoteWorker)."""
+        since = time.time() - settings.worker_note_expiry_seconds
+        return (client or broker.client).zcount(WORKERS, since, "+inf")
 
     def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         with redis_errors_as_503(settings.redis_url):

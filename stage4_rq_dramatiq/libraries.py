@@ -10,9 +10,18 @@ from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from fastapi import HTTPException, Response, status
+from redis import Redis
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
-from .hardening import Idempotency, RedisTrouble, claim_idempotency_key, complete_claim, earlier_job
+from .config import settings
+from .hardening import (
+    Idempotency,
+    RedisTrouble,
+    claim_idempotency_key,
+    complete_claim,
+    earlier_job,
+    redis_errors_as_503,
+)
 from .jobs import JobAccepted, JobStatus, accepted, asked_for
 
 # The jobs RQ and Dramatiq run, by the job API's names for them (Celery's are its tasks, in tasks.py).
@@ -23,6 +32,7 @@ class JobLibrary(Protocol):
     """What RQ or Dramatiq does for the job API. Each raises RedisTrouble (via redis_errors_as_503) when Redis fails."""
 
     name: str  # the URL prefix: rq, dramatiq
+    queue: str  # the queue its jobs wait in
 
     def enqueue(self, job: JobName, args: list[Any], job_id: str, delay_seconds: float) -> None:
         """Its RedisTrouble is timed_out only where Redis may still make the job."""
@@ -36,6 +46,9 @@ class JobLibrary(Protocol):
         """Run a dead letter's job again; the id to follow (new, or the same where the library keeps it)."""
 
     def delete_dead_letter(self, job_id: str) -> bool: ...
+
+    def workers(self, client: Redis | None = None) -> int:
+        """How many workers consume its queue now (read with ``client``, else its own connection)."""
 
 
 def enqueue_job(
@@ -75,6 +88,14 @@ def status_of(library: JobLibrary, job_id: str) -> JobStatus:
     job = library.status(job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}: it was never issued, or it has expired.")
+    if job.status == "queued":
+        with redis_errors_as_503(settings.redis_url):
+            workers = library.workers()
+        if not workers:  # as jobs.job_status says it of Celery's queue (see workers.py)
+            job.note = (
+                f"No {library.name} worker consumes the queue '{library.queue}': the job waits until one starts "
+                "(the stage's README says how)."
+            )
     return job
 
 

@@ -7,7 +7,7 @@ RQ's and Dramatiq's workers:     see the Procfile (one worker per library)
 
 import json
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
@@ -15,7 +15,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
-from redis import Redis
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
 from .celery_app import celery_app
@@ -29,6 +28,7 @@ from .rq_jobs import RqJobs
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
 from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, enqueue_upload
 from .uploads import router as uploads_router
+from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 4: Celery, RQ and Dramatiq side by side")
 # Stage 3's routes, for Celery, now under /celery; RQ's and Dramatiq's below, the same routes.
@@ -70,6 +70,12 @@ class ReportRequest(BaseModel):
     rows: list[FiniteFloat] = Field(min_length=1, max_length=10_000, examples=[[3, 1, 4, 1, 5]])
     # False shows a task that swallows its soft time limit: the hard limit then kills it.
     stop_at_soft_limit: bool = True
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]  # degraded: a library has no worker, and its jobs wait
+    redis: Literal["ok"]
+    workers: dict[str, int]  # per library: celery (its queue "celery"), rq and dramatiq (their queue "default")
 
 
 class DeadLetter(BaseModel):
@@ -210,23 +216,23 @@ def library_router(library: JobLibrary) -> APIRouter:
 
 
 # The same routes three times: /celery/jobs/add, /rq/jobs/add, /dramatiq/jobs/add, ...
+OTHER_LIBRARIES: tuple[JobLibrary, ...] = (RqJobs(), DramatiqJobs())
 app.include_router(router)
-app.include_router(library_router(RqJobs()))
-app.include_router(library_router(DramatiqJobs()))
+for library in OTHER_LIBRARIES:
+    app.include_router(library_router(library))
 app.include_router(uploads_router)
 
 
 # Its own client: /health waits HEALTH_TIMEOUT_SECONDS for Redis at most, not REDIS_TIMEOUT_SECONDS.
-health_redis = Redis.from_url(
-    settings.redis_url,
-    socket_connect_timeout=settings.health_timeout_seconds,
-    socket_timeout=settings.health_timeout_seconds,
-)
+health_redis = broker_redis(settings.health_timeout_seconds)
 
 
 @app.get("/health", responses={503: {"description": "Redis does not answer"}})
-def health() -> dict[str, str]:
-    """Does Redis answer? Within HEALTH_TIMEOUT_SECONDS, always."""
+def health() -> Health:
+    """Does Redis answer, and how many workers has each library? Within HEALTH_TIMEOUT_SECONDS, always."""
     with redis_errors_as_503(settings.redis_url, settings.health_timeout_seconds):
-        health_redis.ping()
-    return {"status": "ok"}
+        # Celery's one queue is named "celery": its count is Celery's.
+        workers = workers_per_queue(health_redis)
+        workers |= {library.name: library.workers(health_redis) for library in OTHER_LIBRARIES}
+    # 200 also without a worker: the API still takes jobs, which wait.
+    return Health(status="ok" if all(workers.values()) else "degraded", redis="ok", workers=workers)

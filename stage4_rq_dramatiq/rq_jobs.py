@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RqStatus
@@ -55,6 +55,7 @@ def retries(job: JobName) -> Retry | None:
 
 class RqJobs:
     name = "rq"
+    queue = QUEUE
 
     def enqueue(self, job: JobName, args: list[Any], job_id: str, delay_seconds: float) -> None:
         retry = retries(job)
@@ -103,6 +104,12 @@ class RqJobs:
         elif state == RqStatus.SCHEDULED:
             job_status.status, job_status.run_at = "scheduled", scheduled_for
         return job_status
+
+    def workers(self, client: Redis | None = None) -> int:
+        """RQ's own registry of workers, per queue: a worker joins it when it starts and leaves it when it
+        stops cleanly. A killed one stays until its key expires (RQ's worker_ttl: minutes) and a worker's
+        clean-up drops it."""
+        return Worker.count(queue=queue if client is None else Queue(QUEUE, connection=client))
 
     def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """RQ's FailedJobRegistry is the dead-letter list: failed jobs wait there (a year by default)."""

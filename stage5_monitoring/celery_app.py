@@ -47,18 +47,20 @@ def attempts_key(job_id: str) -> str:
     """Where tasks.count_attempt counts a job's starts, in the results Redis; jobs.py and dead_letters.py read it."""
     return f"job-attempts:{job_id}"
 
+
 celery_app = Celery(
     "stage5_monitoring",
     broker=broker_url,
     backend=result_backend_url,
-    # The modules a worker imports to learn the tasks (and the dead-letter hook); without it:
-    # "Received unregistered task". In a flat project (these files copied side by side): the
-    # module names without "stage5_monitoring.", and so the task names in the routes and beat_schedule.
+    # The modules a worker imports to learn the tasks (and the dead-letter hook, and the note of
+    # its queues); without it: "Received unregistered task". In a flat project (these files copied
+    # side by side): the module names without "stage5_monitoring.", and so the task names in the
+    # routes and beat_schedule.
     include=[
         "stage5_monitoring.tasks",
         "stage5_monitoring.dead_letters",
         "stage5_monitoring.logs",
-        "stage5_monitoring.queues",
+        "stage5_monitoring.workers",
     ],
 )
 

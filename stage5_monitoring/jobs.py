@@ -25,6 +25,7 @@ from .celery_app import attempts_key, celery_app, queue_of
 from .config import settings
 from .hardening import Idempotency, RedisTrouble, claim_idempotency_key, complete_claim, redis_errors_as_503
 from .metrics import JOBS_ENQUEUED
+from .workers import no_worker_note
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class JobStatus(BaseModel):
     result: Any = None
     error: str | None = None
     progress: Progress | None = None
+    note: str | None = None  # why a queued job may wait long: no worker consumes its queue
 
 
 # Celery's states, in the words of the job API.
@@ -188,6 +190,9 @@ def job_status(job_id: str) -> JobStatus:
     elif isinstance(info, BaseException):
         # Celery rebuilds the task's exception here; the client gets its type and message only.
         job.error = f"{type(info).__name__}: {info}"
+    if job.status == "queued" and job.queue is not None:
+        with redis_errors_as_503(celery_app.conf.broker_url):
+            job.note = no_worker_note(job.queue)
     return job
 
 

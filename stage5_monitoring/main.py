@@ -24,10 +24,10 @@ from .hardening import Idempotency, earlier_job, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .logs import REQUEST_ID_HEADER, configure_json_logging, is_valid_request_id
 from .metrics import instrument
-from .queues import broker_redis, workers_per_queue
 from .tasks import add, deliver_webhook, generate_report, make_thumbnail, send_welcome_email
 from .uploads import UPLOAD_FORM_OPENAPI, StoredImage, enqueue_upload
 from .uploads import router as uploads_router
+from .workers import broker_redis, workers_per_queue
 
 configure_json_logging(settings.log_level)
 app = FastAPI(title="Stage 5: monitored multi-queue Celery")

@@ -30,7 +30,7 @@ from prometheus_fastapi_instrumentator import metrics as http_metrics
 # Part of the stage5_monitoring package; in a flat project: from celery_app import ...
 from .celery_app import QUEUES, celery_app, queue_of
 from .config import settings
-from .queues import broker_redis, waiting_jobs, workers_per_queue
+from .workers import broker_redis, waiting_jobs, workers_per_queue
 
 logger = logging.getLogger(__name__)
 

@@ -35,3 +35,9 @@ def stage_package() -> str:
 def fields_of_a_finished_job() -> dict[str, object]:
     """What this stage's job status adds, beyond stage 2's fields, once a job has run once."""
     return {}
+
+
+@pytest.fixture(scope="session")
+def queue_names() -> tuple[str, ...]:
+    """The stage's queues, as /health names them: one, Celery's default."""
+    return ("celery",)

@@ -12,6 +12,7 @@ from celery.result import AsyncResult
 
 from tests.celery_stage import CeleryStage, Queues
 from tests.job_api import enqueue, job_status, wait_for_answer, wait_for_status
+from tests.stage2.test_forgotten_worker import NOTE
 from tutorial.mail import SmtpSink
 from tutorial.processes import free_port
 
@@ -24,7 +25,12 @@ def test_a_job_waits_as_queued_until_a_worker_runs_it_then_succeeds_with_its_res
     # No worker yet: the job waits in the queue, and the API says so.
     assert queues.waiting() == 1
     job_id = status_url.removeprefix("/jobs/")
-    assert job_status(client, status_url) == {"job_id": job_id, "status": "queued", "backend_status": "PENDING"}
+    assert job_status(client, status_url) == {
+        "job_id": job_id,
+        "status": "queued",
+        "backend_status": "PENDING",
+        "note": NOTE.format(queue="celery"),
+    }
     # Its mark is Celery's own PENDING state, stored before the job was published, with the result's expiry.
     assert queues.job_keys() == [f"celery-task-meta-{job_id}".encode()]
     assert 0 < queues.redis.ttl(f"celery-task-meta-{job_id}") <= stage.settings.result_expires_seconds

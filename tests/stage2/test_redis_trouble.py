@@ -99,6 +99,21 @@ def test_a_broker_that_is_down_is_503_at_once_though_the_results_redis_answers(
     assert len(queues.job_keys()) == 1
 
 
+def test_a_queued_job_whose_broker_is_down_is_503_not_a_500_though_the_results_redis_answers(
+    trouble_api, stage_env: dict[str, str], client: httpx.Client, queues
+) -> None:
+    # Its state is read from the results Redis; whether a worker consumes its queue, from the broker's.
+    status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
+    broker = closed_url()
+    api = trouble_api(REDIS_URL=broker, RESULT_BACKEND_URL=stage_env["REDIS_URL"])
+
+    response = answer_within_deadline(lambda other: other.get(status_url), api.base_url)
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith(f"The job queue (Redis at {broker}) is not reachable")
+    queues.redis.delete("celery")  # the job no worker is meant to run
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body"), [("POST", "/jobs/add", {"x": 2, "y": 3}), ("GET", A_JOB, None)], ids=["post", "get"]
 )

@@ -57,3 +57,9 @@ def point_webhooks_at(stage: CeleryStage, monkeypatch: pytest.MonkeyPatch):  # n
         monkeypatch.setattr(stage.settings, "webhook_url", url)
 
     return point
+
+
+@pytest.fixture(scope="session")
+def queue_names() -> tuple[str, ...]:
+    """The stage's queues, as /health names them: one, Celery's default."""
+    return ("celery",)

@@ -15,9 +15,12 @@ import pytest
 from tests.stage2.test_bad_input import (  # noqa: F401 (collected by pytest)
     test_nan_or_infinity_in_a_body_is_422_naming_the_field_and_enqueues_nothing,
 )
+from tests.stage2.test_forgotten_worker import (  # noqa: F401 (collected by pytest)
+    test_a_running_worker_makes_health_ok_and_a_job_waiting_its_turn_has_no_note_until_it_stops,
+    test_health_is_degraded_and_names_each_queue_while_no_worker_runs,
+)
 from tests.stage2.test_health import (  # noqa: F401 (collected by pytest)
     health_api,
-    test_health_is_200_when_redis_answers,
     test_health_is_503_at_once_saying_redis_is_not_reachable,
     test_health_is_503_within_its_deadline_when_redis_accepts_but_does_not_answer,
 )

@@ -14,7 +14,6 @@ import redis
 from tests.job_api import wait_for_status
 from tests.stage2.test_health import (  # noqa: F401 (collected by pytest)
     health_api,
-    test_health_is_200_when_redis_answers,
     test_health_is_503_at_once_saying_redis_is_not_reachable,
     test_health_is_503_within_its_deadline_when_redis_accepts_but_does_not_answer,
 )

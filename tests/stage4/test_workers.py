@@ -1,5 +1,6 @@
-"""Each library's worker as a learner meets it: a job waiting for it, no Redis, a worker killed
-with kill -9 mid-job, RQ without its scheduler, a repeated POST with an Idempotency-Key."""
+"""Each library's worker as a learner meets it: no Redis, a worker killed with kill -9 mid-job, RQ
+without its scheduler, a repeated POST with an Idempotency-Key (a job waiting for its worker:
+test_forgotten_worker.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from tests.stage4.conftest import LIBRARIES, STAGE
 from tutorial.processes import ManagedProcess, UvicornServer, free_port, python_command
 from tutorial.waiting import WaitTimeout, wait_until
 
-# What the library itself calls a job that waits for a worker.
-WAITING = {"celery": "PENDING", "rq": "queued", "dramatiq": "queued"}
 # What happens to a job whose worker is killed with kill -9 mid-job (measured; the README's table says why).
 # RQ's forking worker runs each job in a child of its own process group: killing the worker's group
 # leaves that child running, and it finishes the job (attempts 1). Celery (acks_late, visibility
@@ -37,20 +36,6 @@ def post(client: httpx.Client, library: str, path: str, body: dict | None = None
     response = client.post(f"/{library}{path}", json=body, **options)
     assert response.status_code == 202, response.text
     return response.json()["status_url"]
-
-
-@pytest.mark.parametrize("library", LIBRARIES)
-def test_a_job_waits_as_queued_until_a_worker_of_its_library_runs_it(
-    library: str, client: httpx.Client, start_worker: Callable[..., ManagedProcess]
-) -> None:
-    status_url = post(client, library, "/jobs/add", {"x": 20, "y": 22})
-
-    waiting = job_status(client, status_url)
-    start_worker(library)
-    done = wait_for_status(client, status_url, "succeeded", timeout=20)
-
-    assert (waiting["status"], waiting["backend_status"]) == ("queued", WAITING[library])
-    assert done["result"] == 42
 
 
 @pytest.mark.parametrize("library", LIBRARIES)

@@ -66,6 +66,12 @@ def fields_of_a_finished_job() -> dict[str, object]:
     return {"attempts": 1, "queue": "default"}
 
 
+@pytest.fixture(scope="session")
+def queue_names() -> tuple[str, ...]:
+    """The stage's queues, as /health names them (for stage 2's tests)."""
+    return QUEUE_NAMES
+
+
 class StageQueues(Queues):
     """Stage 5's database: the jobs waiting in any of its queues, at any priority."""
 

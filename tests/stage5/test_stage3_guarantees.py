@@ -17,6 +17,11 @@ from tests.job_api import enqueue, job_status, wait_for_status
 from tests.stage2.test_bad_input import (  # noqa: F401 (collected by pytest)
     test_nan_or_infinity_in_a_body_is_422_naming_the_field_and_enqueues_nothing,
 )
+from tests.stage2.test_forgotten_worker import (  # noqa: F401 (collected by pytest)
+    NOTE,
+    test_a_running_worker_makes_health_ok_and_a_job_waiting_its_turn_has_no_note_until_it_stops,
+    test_health_is_degraded_and_names_each_queue_while_no_worker_runs,
+)
 from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_a_job_id_that_is_not_a_uuid_is_422_naming_the_field,
     test_an_id_that_was_never_issued_is_404_although_celery_says_pending,
@@ -56,6 +61,7 @@ def test_a_job_waits_as_queued_in_its_queue_until_a_worker_runs_it_then_succeeds
         "status": "queued",
         "backend_status": "PENDING",
         "queue": "default",
+        "note": NOTE.format(queue="default"),
     }
     with stage.worker():
         done = wait_for_status(client, status_url, "succeeded")
