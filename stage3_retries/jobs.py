@@ -160,3 +160,12 @@ def job_status(job_id: str) -> JobStatus:
             # Every job of this stage waits in the default queue, "celery".
             job.note = no_worker_note(celery_app.conf.task_default_queue)
     return job
+
+
+def cannot_run(job_id: str, task: str) -> HTTPException:
+    """A 409 for a dead letter whose replay cannot run here (the letter is kept)."""
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        f"Dead letter {job_id} is a job of {task}, a task this app cannot run: the letter is from another app, "
+        "or the task was renamed since. It is kept: replay it where that task is, or delete it.",
+    )

@@ -20,7 +20,7 @@ from .celery_app import celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .hardening import Idempotency, earlier_job, redis_errors_as_503
-from .jobs import JobAccepted, JobStatus, accepted, enqueue, idempotency, job_status
+from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .tasks import add, deliver_webhook, generate_report, send_welcome_email
 from .workers import broker_redis, workers_per_queue
 
@@ -134,11 +134,7 @@ def replay_dead_letter(job_id: UUID, response: Response, idempotency: Idempotenc
     try:
         task = celery_app.tasks.get(letter["task"])
         if task is None:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"Dead letter {job_id} is a job of {letter['task']}, a task this app cannot run: the letter is from "
-                "another app, or the task was renamed since. It is kept: replay it where that task is, or delete it.",
-            )
+            raise cannot_run(str(job_id), letter["task"])
         return enqueue(task, letter["args"], response, idempotency)
     except Exception:
         # Nothing is lost, whatever went wrong (a task this app does not have, Redis refused the
