@@ -4,40 +4,23 @@ Run it from the repository root: uvicorn stage2_celery.main:app
 The jobs run in a worker:        celery -A stage2_celery worker --loglevel=INFO
 """
 
-import json
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Request, Response, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import FastAPI, Path, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, FiniteFloat
 
 # Part of the stage2_celery package; in a flat project: from jobs import ...
 from .config import settings
-from .hardening import redis_errors_as_503
+from .hardening import bad_input_is_422, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, enqueue, job_status
 from .tasks import add, generate_report, send_welcome_email
 from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 2: Celery")
-
-
-@app.exception_handler(RequestValidationError)
-async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
-
-    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
-    FastAPI's own handler fail (a 500).
-    """
-    errors = jsonable_encoder(error.errors())
-    for each in errors:
-        try:
-            json.dumps(each, allow_nan=False)
-        except ValueError:
-            del each["input"]
-    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+# NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
+app.add_exception_handler(RequestValidationError, bad_input_is_422)
 
 
 class AddRequest(BaseModel):

@@ -5,42 +5,25 @@ The jobs run in a worker:        celery -A stage3_retries worker --loglevel=INFO
 The digest is sent by:           celery -A stage3_retries beat --loglevel=INFO
 """
 
-import json
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage3_retries package; in a flat project: from jobs import ...
 from .celery_app import celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
-from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .hardening import Idempotency, bad_input_is_422, earlier_job, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .tasks import add, deliver_webhook, generate_report, send_welcome_email
 from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 3: Celery that survives failure")
-
-
-@app.exception_handler(RequestValidationError)
-async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
-
-    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
-    FastAPI's own handler fail (a 500).
-    """
-    errors = jsonable_encoder(error.errors())
-    for each in errors:
-        try:
-            json.dumps(each, allow_nan=False)
-        except ValueError:
-            del each["input"]
-    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+# NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
+app.add_exception_handler(RequestValidationError, bad_input_is_422)
 
 
 class Event(BaseModel):

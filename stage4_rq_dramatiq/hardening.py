@@ -2,12 +2,14 @@
 
 The lesson works without it on a local Redis. What it adds: celery_app.py's URLs for a unix
 socket (`celery_redis_url`) and for TLS (`tls_options`), and `redis_errors_as_503`, which turns
-a Redis that is down, slow or misconfigured into a 503 that says which, never a hang.
+a Redis that is down, slow or misconfigured into a 503 that says which, never a hang; and
+`bad_input_is_422`, which keeps a NaN in a request body a 422 naming the field (main.py).
 New in stage 3: `RedisTrouble` (did Redis time out?), and how jobs.py claims an Idempotency-Key:
 pending first, then pointing at its job (compare-and-set scripts), a twin request waiting for it.
 """
 
 import hashlib
+import json
 import logging
 import math
 import ssl
@@ -19,7 +21,10 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from celery.backends.redis import RedisBackend
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 from redis.exceptions import AuthenticationError, RedisError
@@ -186,3 +191,18 @@ def made_job(idempotency: Idempotency, asked: str | None, deadline: float) -> st
                     headers={"Retry-After": str(retry_after)},
                 )
         time.sleep(0.05)
+
+
+async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
+
+    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
+    FastAPI's own handler fail (a 500).
+    """
+    errors = jsonable_encoder(error.errors())
+    for each in errors:
+        try:
+            json.dumps(each, allow_nan=False)
+        except ValueError:
+            del each["input"]
+    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)

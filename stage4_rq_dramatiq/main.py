@@ -5,15 +5,12 @@ The jobs run in a worker:        celery -A stage4_rq_dramatiq.celery_app worker 
 RQ's and Dramatiq's workers:     see the Procfile (one worker per library)
 """
 
-import json
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
@@ -21,7 +18,7 @@ from .celery_app import celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
 from .dramatiq_jobs import DramatiqJobs
-from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .hardening import Idempotency, bad_input_is_422, earlier_job, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .libraries import JobLibrary, enqueue_job, replay_job, status_of
 from .rq_jobs import RqJobs
@@ -31,24 +28,10 @@ from .uploads import router as uploads_router
 from .workers import broker_redis, workers_per_queue
 
 app = FastAPI(title="Stage 4: Celery, RQ and Dramatiq side by side")
+# NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
+app.add_exception_handler(RequestValidationError, bad_input_is_422)
 # Stage 3's routes, for Celery, now under /celery; RQ's and Dramatiq's below, the same routes.
 router = APIRouter(prefix="/celery", tags=["celery"])
-
-
-@app.exception_handler(RequestValidationError)
-async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
-
-    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
-    FastAPI's own handler fail (a 500).
-    """
-    errors = jsonable_encoder(error.errors())
-    for each in errors:
-        try:
-            json.dumps(each, allow_nan=False)
-        except ValueError:
-            del each["input"]
-    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 class Event(BaseModel):

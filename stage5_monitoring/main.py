@@ -4,23 +4,20 @@ Run it from the repository root: uvicorn stage5_monitoring.main:app
 Every process of the stage, workers, beat and Flower included: stage5_monitoring/Procfile
 """
 
-import json
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage5_monitoring package; in a flat project: from jobs import ...
 from .celery_app import PRIORITIES, celery_app
 from .config import settings
 from .dead_letters import list_dead_letters, put_back_dead_letter, take_dead_letter
-from .hardening import Idempotency, earlier_job, redis_errors_as_503
+from .hardening import Idempotency, bad_input_is_422, earlier_job, redis_errors_as_503
 from .jobs import JobAccepted, JobStatus, accepted, cannot_run, enqueue, idempotency, job_status
 from .logs import REQUEST_ID_HEADER, configure_json_logging, is_valid_request_id
 from .metrics import instrument
@@ -31,27 +28,13 @@ from .workers import broker_redis, workers_per_queue
 
 configure_json_logging(settings.log_level)
 app = FastAPI(title="Stage 5: monitored multi-queue Celery")
+# NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
+app.add_exception_handler(RequestValidationError, bad_input_is_422)
 instrument(app)
 # The request id of X-Request-ID (or a new one) for the log lines and the jobs of each request, and in the answer.
 app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_valid_request_id)
 # Stage 4's Celery routes, back where stage 3 had them (/jobs/...): Celery is the one library now.
 router = APIRouter()
-
-
-@app.exception_handler(RequestValidationError)
-async def bad_input_is_422(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, naming each field, less an echoed input that JSON cannot carry.
-
-    Python's JSON parser takes NaN and Infinity, which JSON has not: echoed back, they made
-    FastAPI's own handler fail (a 500).
-    """
-    errors = jsonable_encoder(error.errors())
-    for each in errors:
-        try:
-            json.dumps(each, allow_nan=False)
-        except ValueError:
-            del each["input"]
-    return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 class Event(BaseModel):
