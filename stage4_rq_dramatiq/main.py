@@ -9,8 +9,9 @@ from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage4_rq_dramatiq package; in a flat project: from jobs import ...
@@ -30,6 +31,21 @@ from .workers import broker_redis, workers_per_queue
 app = FastAPI(title="Stage 4: Celery, RQ and Dramatiq side by side")
 # NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
 app.add_exception_handler(RequestValidationError, bad_input_is_422)
+
+
+@app.exception_handler(status.HTTP_404_NOT_FOUND)
+async def unknown_route_says_where_the_routes_are(request: Request, error: HTTPException) -> JSONResponse:
+    """Stage 3's /jobs/add, asked of stage 4: a 404 that says where the routes are now."""
+    detail, path = error.detail, request.url.path
+    # Not Found: no route has this path (a route's own 404 says more); under a route's own prefix, it stays as it is.
+    if detail == "Not Found" and not path.startswith(("/celery/", "/rq/", "/dramatiq/", "/thumbnails/")):
+        detail = (
+            f"No route {path} in stage 4: its job routes are under /celery, /rq and /dramatiq "
+            f"(for Celery: /celery{path}); see /docs."
+        )
+    return JSONResponse({"detail": detail}, status.HTTP_404_NOT_FOUND, headers=getattr(error, "headers", None))
+
+
 # Stage 3's routes, for Celery, now under /celery; RQ's and Dramatiq's below, the same routes.
 router = APIRouter(prefix="/celery", tags=["celery"])
 

@@ -4,13 +4,15 @@ Run it from the repository root: uvicorn stage5_monitoring.main:app
 Every process of the stage, workers, beat and Flower included: stage5_monitoring/Procfile
 """
 
+import re
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, JsonValue
 
 # Part of the stage5_monitoring package; in a flat project: from jobs import ...
@@ -30,6 +32,23 @@ configure_json_logging(settings.log_level)
 app = FastAPI(title="Stage 5: monitored multi-queue Celery")
 # NaN or Infinity in a body: a 422 naming the field, not a 500 (hardening.py).
 app.add_exception_handler(RequestValidationError, bad_input_is_422)
+
+
+@app.exception_handler(status.HTTP_404_NOT_FOUND)
+async def unknown_route_says_where_the_routes_are(request: Request, error: HTTPException) -> JSONResponse:
+    """Stage 4's /celery/jobs/add, asked of stage 5: a 404 that says where the routes are now."""
+    detail, path = error.detail, request.url.path
+    # Not Found: no route has this path (a route's own 404 says more); under a route's own prefix, it stays as it is.
+    if detail == "Not Found" and not path.startswith(("/jobs/", "/dead-letters/", "/thumbnails/")):
+        moved = re.sub(r"^/(celery|rq|dramatiq)(?=/)", "", path)
+        detail = (
+            f"No route {path} in stage 5: its routes are /jobs/..., /dead-letters, /thumbnails, /health and /metrics"
+            + (f" (stage 4's {path} is {moved} here)" if moved != path else "")
+            + "; see /docs."
+        )
+    return JSONResponse({"detail": detail}, status.HTTP_404_NOT_FOUND, headers=getattr(error, "headers", None))
+
+
 instrument(app)
 # The request id of X-Request-ID (or a new one) for the log lines and the jobs of each request, and in the answer.
 app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_valid_request_id)

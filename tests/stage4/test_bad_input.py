@@ -38,3 +38,34 @@ def test_nan_or_infinity_in_a_body_is_422_naming_the_field_in_every_library_and_
     locs = [error["loc"] for error in strict_json(response.text)["detail"]]
     assert [loc[: len(field)] for loc, field in zip(locs, fields, strict=True)] == fields
     assert set(database.keys()) - keys_before == set(), "no job, no state, no Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "where"),
+    [
+        ("POST", "/jobs/add", "/celery/jobs/add"),  # stage 3's route, which stage 4 moved under /celery
+        ("GET", "/dead-letters", "/celery/dead-letters"),
+        ("GET", "/job/3fa85f64-5717-4562-b3fc-2c963f66afa6", "/celery/job/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+    ],
+)
+def test_a_path_no_route_has_is_404_saying_where_the_routes_are(
+    client: httpx.Client, method: str, path: str, where: str
+) -> None:
+    response = client.request(method, path, json={"x": 2, "y": 3})
+
+    assert response.status_code == 404, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"No route {path} in stage 4: its job routes are under /celery, /rq and /dramatiq")
+    assert f"(for Celery: {where}); see /docs" in detail
+
+
+def test_a_route_s_own_404_keeps_its_words(client: httpx.Client) -> None:
+    job_id = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+    response = client.get(f"/celery/jobs/{job_id}")
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"No job {job_id}: it was never issued, or it has expired."},
+    )
+    # Under a route's own prefix, the router's plain 404 stays (a path that only looks like a file).
+    response = client.get("/thumbnails/..%2F..%2F..%2Fetc%2Fpasswd")
+    assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
