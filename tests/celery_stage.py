@@ -31,6 +31,11 @@ from tutorial.waiting import wait_until
 
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 RESULT_KEYS = "celery-task-meta-*"  # one per job: its state, its result, and the API's mark of it
+# For every `celery worker` a test starts, from the environment (Celery's command line reads
+# CELERY_WORKER_<OPTION>): --without-mingle. At start a worker asks the other workers for the
+# jobs they revoked and waits a second for answers; no test revokes a job, and a test starts
+# dozens of workers. Stage 5's Procfile says --without-mingle itself, for the same second.
+WORKER_WITHOUT_MINGLE = {"CELERY_WORKER_WITHOUT_MINGLE": "1"}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.celery_stage import WORKER_WITHOUT_MINGLE
 from tests.procfile import procfile_starter
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess, UvicornServer
@@ -49,6 +50,7 @@ def stage_env(private_redis: RedisService, services, tmp_path_factory: pytest.Te
         "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
         # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
         "HEALTH_TIMEOUT_SECONDS": "0.5",
+        **WORKER_WITHOUT_MINGLE,
     }
 
 
