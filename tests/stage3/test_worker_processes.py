@@ -33,8 +33,8 @@ def start(
 def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(
     start: Callable[..., ManagedProcess], client: httpx.Client, queues: Queues
 ) -> None:
-    # A job longer than... nothing: 2 s; the visibility timeout, 4 s, is longer than the job (as it must be).
-    slow = {"ADD_DELAY_SECONDS": "2", "VISIBILITY_TIMEOUT_SECONDS": "4"}
+    # A job long enough to be seen started: 1 s; the visibility timeout, 2 s, is longer than the job (as it must be).
+    slow = {"ADD_DELAY_SECONDS": "1", "VISIBILITY_TIMEOUT_SECONDS": "2"}
     worker = start("worker", " ready.", **slow)
     status_url = enqueue(client, "/jobs/add", {"x": 20, "y": 22})
     wait_for_status(client, status_url, "started")
