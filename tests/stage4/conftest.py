@@ -86,6 +86,7 @@ def receiver(services) -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def start_worker(stage_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
-    """Start a library's worker from the Procfile and wait until it is ready; all are stopped together at the end."""
+    """Start a library's worker from the Procfile and wait until it is ready (unless wait=False); all
+    are stopped together at the end."""
     with procfile_starter(STAGE, stage_env, tmp_path) as start:
-        yield lambda library, **env: start(library, READY[library], **env)
+        yield lambda library, wait=True, **env: start(library, READY[library] if wait else None, **env)
