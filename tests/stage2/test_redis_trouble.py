@@ -203,7 +203,6 @@ def test_the_stage_works_with_any_valid_redis_url(
         "a unix socket": lambda: request.getfixturevalue("redis_on_a_unix_socket"),
     }[kind]()
     env = {**stage_env, "REDIS_URL": url}
-    api = start_api(f"{stage_package}.main:app", **env)
     worker_args = [
         "-m",
         "celery",
@@ -216,9 +215,11 @@ def test_the_stage_works_with_any_valid_redis_url(
     ]
     worker = ManagedProcess("worker", python_command(*worker_args), env={**os.environ, **env}, log_dir=tmp_path)
 
-    with worker, httpx.Client(base_url=api.base_url, timeout=10) as client:
-        status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
-        done = wait_for_status(client, status_url, "succeeded", timeout=30)
+    with worker:  # started first: it gets ready while the API starts
+        api = start_api(f"{stage_package}.main:app", **env)
+        with httpx.Client(base_url=api.base_url, timeout=10) as client:
+            status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
+            done = wait_for_status(client, status_url, "succeeded", timeout=30)
 
     assert done["result"] == 5
     with redis.Redis.from_url(url) as where:
