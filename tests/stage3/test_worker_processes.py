@@ -123,8 +123,9 @@ def test_beat_sends_the_digest_of_dead_letters_and_keeps_its_schedule_file_out_o
     start: Callable[..., ManagedProcess], smtp_sink: SmtpSink, queues: Queues
 ) -> None:
     every_second = {"DIGEST_INTERVAL_SECONDS": "1", "ADMIN_EMAIL": "ops@example.com"}
-    start("worker", " ready.", **every_second)
+    worker = start("worker", **every_second)  # both start at once, as honcho starts them
     beat = start("beat", "beat: Starting...", **every_second)
+    worker.wait_for_output(" ready.", timeout=30)
 
     digest = smtp_sink.wait_for_messages(1, timeout=20)[0]
 
