@@ -21,6 +21,10 @@ pytest_plugins = ["tests.docs.readme_summary"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order_long_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))  # set in every test process by xdist
+
+
+def order_long_first(items: list[pytest.Item], shares: int) -> None:
     """Put the tests marked `long` first in the share of each test process, one process after another.
 
     pytest-xdist hands each test process a contiguous share of the collected tests, and a
@@ -28,8 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ones (a whole README, a demo chapter: 10 to 50 s each) sit next to each other in their
     modules, so one process would get them all and end a minute after the others. At the
     front of every share they start together, and the short tests behind them are taken
-    over by whichever process is free. Only between modules: a long test inside another
-    module would make it set up its module fixtures twice.
+    over by whichever process is free. Exactly at the front: a long test a few tests before
+    it ends its share instead, where it starts last or is taken over late. A module that the
+    long tests cut there is one whose share begins in its middle: its two parts run in two
+    processes anyway (a cut inside a share would set up its module fixtures twice).
     """
     by_module: dict[object, list[pytest.Item]] = {}
     for item in items:
@@ -39,17 +45,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     long = [item for group in itertools.zip_longest(*by_module.values()) for item in group if item is not None]
     if not long or len(long) == len(items):
         return
-    shares = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set in every test process by xdist
     rest = [item for item in items if not item.get_closest_marker("long")]
-    boundaries = [0, *(index for index in range(1, len(rest)) if rest[index].module is not rest[index - 1].module)]
     before: dict[int, list[pytest.Item]] = {}
-    for share in range(shares):
+    placed = 0
+    for share, start in enumerate(first_share_starts(len(items), shares)):
         its_long = long[share::shares]
-        placed_before = sum(len(long[earlier::shares]) for earlier in range(share))
         # Where xdist will start this share, counted in the short tests.
-        ideal = len(items) * share / shares - placed_before
-        before.setdefault(min(boundaries, key=lambda index: abs(index - ideal)), []).extend(its_long)
-    items[:] = [moved for index, item in enumerate(rest) for moved in (*before.pop(index, ()), item)]
+        before.setdefault(min(start - placed, len(rest)), []).extend(its_long)
+        placed += len(its_long)
+    ordered = []
+    for index, item in enumerate(rest):
+        ordered += [*before.pop(index, ()), item]
+    items[:] = [*ordered, *before.pop(len(rest), ())]
+
+
+def first_share_starts(count: int, shares: int) -> list[int]:
+    """Where each test process's first share begins: xdist's worksteal gives each idle process in
+    turn the tests not yet given divided by the processes left (WorkStealingScheduling.check_schedule)."""
+    starts = [0]
+    for share in range(shares - 1):
+        starts.append(starts[-1] + (count - starts[-1]) // (shares - share))
+    return starts
 
 
 @pytest.fixture(scope="session", autouse=True)
