@@ -36,23 +36,33 @@ def order_long_first(items: list[pytest.Item], shares: int) -> None:
     it ends its share instead, where it starts last or is taken over late. A module that the
     long tests cut there is one whose share begins in its middle: its two parts run in two
     processes anyway (a cut inside a share would set up its module fixtures twice).
+
+    Right behind them, each module marked `together` (its tests share processes that it
+    starts once), whole: nobody takes over the front of a share, and a process that took
+    over part of such a module would start its processes once more.
     """
-    by_module: dict[object, list[pytest.Item]] = {}
+    long_ones: dict[object, list[pytest.Item]] = {}
+    together: dict[object, list[pytest.Item]] = {}
     for item in items:
         if item.get_closest_marker("long"):
-            by_module.setdefault(item.module, []).append(item)
+            long_ones.setdefault(item.module, []).append(item)
+        elif item.get_closest_marker("together"):
+            together.setdefault(item.module, []).append(item)
     # One module's after another's in turn: two long tests of one module are not neighbours.
-    long = [item for group in itertools.zip_longest(*by_module.values()) for item in group if item is not None]
-    if not long or len(long) == len(items):
+    long = [item for group in itertools.zip_longest(*long_ones.values()) for item in group if item is not None]
+    fronts = [long[share::shares] for share in range(shares)]
+    for number, module in enumerate(together.values()):
+        fronts[-1 - number % shares] += module  # the last shares have the fewest long tests
+    moved = {id(item) for front in fronts for item in front}
+    if not moved or len(moved) == len(items):
         return
-    rest = [item for item in items if not item.get_closest_marker("long")]
+    rest = [item for item in items if id(item) not in moved]
     before: dict[int, list[pytest.Item]] = {}
     placed = 0
-    for share, start in enumerate(first_share_starts(len(items), shares)):
-        its_long = long[share::shares]
-        # Where xdist will start this share, counted in the short tests.
-        before.setdefault(min(start - placed, len(rest)), []).extend(its_long)
-        placed += len(its_long)
+    for front, start in zip(fronts, first_share_starts(len(items), shares), strict=True):
+        # Where xdist will start this share, counted in the tests not moved.
+        before.setdefault(min(start - placed, len(rest)), []).extend(front)
+        placed += len(front)
     ordered = []
     for index, item in enumerate(rest):
         ordered += [*before.pop(index, ()), item]
