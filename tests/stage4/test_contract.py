@@ -127,7 +127,9 @@ def test_a_dead_receiver_leaves_a_dead_letter_whose_replay_succeeds_once_it_is_f
 def test_a_countdown_job_is_scheduled_then_succeeds_not_earlier(
     worker: ManagedProcess, library: str, client: httpx.Client
 ) -> None:
-    status_url = post(client, library, "/jobs/add", {"x": 1, "y": 1, "delay_seconds": 1})
+    # 2 s: RQ keeps a job's due time in whole seconds (rounded down), so a 1 s countdown could be due
+    # before the test sees it scheduled.
+    status_url = post(client, library, "/jobs/add", {"x": 1, "y": 1, "delay_seconds": 2})
 
     scheduled = job_status(client, status_url)
     done = wait_for_status(client, status_url, "succeeded", timeout=20)
