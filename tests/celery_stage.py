@@ -31,6 +31,11 @@ from tutorial.waiting import wait_until
 
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 RESULT_KEYS = "celery-task-meta-*"  # one per job: its state, its result, and the API's mark of it
+# For every `celery worker` a test starts, from the environment (Celery's command line reads
+# CELERY_WORKER_<OPTION>): --without-mingle. At start a worker asks the other workers for the
+# jobs they revoked and waits a second for answers; no test revokes a job, and a test starts
+# dozens of workers. Stage 5's Procfile says --without-mingle itself, for the same second.
+WORKER_WITHOUT_MINGLE = {"CELERY_WORKER_WITHOUT_MINGLE": "1"}
 
 
 @dataclass
@@ -43,7 +48,8 @@ class CeleryStage:
 
     def worker(self, **options: Any) -> AbstractContextManager[WorkController]:
         """A real worker in a thread of this process, with the solo pool (unless ``pool`` says
-        otherwise), as in Celery's own tests."""
+        otherwise), as in Celery's own tests. It asks Redis for a job every 0.1 s (see
+        `import_stage`), so it stops within 0.1 s of the end of the `with`."""
         return start_worker(self.celery_app, **{"pool": "solo", "perform_ping_check": False, **options})
 
 
@@ -57,6 +63,11 @@ def import_stage(package: str, env: Mapping[str, str]) -> CeleryStage:
     assert config.settings.redis_url == env["REDIS_URL"], (
         f"{package} was imported before this fixture, with another REDIS_URL: import it only inside fixtures and tests"
     )
+    # A worker waits for a job with BRPOP, 1 s at a time (kombu's default), and notices that it is
+    # asked to stop only between two: every test with an in-process worker would end a second late.
+    # 0.1 s for the workers of this process only; the stage's own workers keep the default.
+    options = stage.celery_app.conf.broker_transport_options
+    stage.celery_app.conf.broker_transport_options = {**options, "polling_interval": 0.1}
     return CeleryStage(celery_app=stage.celery_app, tasks=tasks, settings=config.settings)
 
 

@@ -21,6 +21,10 @@ pytest_plugins = ["tests.docs.readme_summary"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order_long_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))  # set in every test process by xdist
+
+
+def order_long_first(items: list[pytest.Item], shares: int) -> None:
     """Put the tests marked `long` first in the share of each test process, one process after another.
 
     pytest-xdist hands each test process a contiguous share of the collected tests, and a
@@ -28,28 +32,50 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ones (a whole README, a demo chapter: 10 to 50 s each) sit next to each other in their
     modules, so one process would get them all and end a minute after the others. At the
     front of every share they start together, and the short tests behind them are taken
-    over by whichever process is free. Only between modules: a long test inside another
-    module would make it set up its module fixtures twice.
+    over by whichever process is free. Exactly at the front: a long test a few tests before
+    it ends its share instead, where it starts last or is taken over late. A module that the
+    long tests cut there is one whose share begins in its middle: its two parts run in two
+    processes anyway (a cut inside a share would set up its module fixtures twice).
+
+    Right behind them, each module marked `together` (its tests share processes that it
+    starts once), whole: nobody takes over the front of a share, and a process that took
+    over part of such a module would start its processes once more.
     """
-    by_module: dict[object, list[pytest.Item]] = {}
+    long_ones: dict[object, list[pytest.Item]] = {}
+    together: dict[object, list[pytest.Item]] = {}
     for item in items:
         if item.get_closest_marker("long"):
-            by_module.setdefault(item.module, []).append(item)
+            long_ones.setdefault(item.module, []).append(item)
+        elif item.get_closest_marker("together"):
+            together.setdefault(item.module, []).append(item)
     # One module's after another's in turn: two long tests of one module are not neighbours.
-    long = [item for group in itertools.zip_longest(*by_module.values()) for item in group if item is not None]
-    if not long or len(long) == len(items):
+    long = [item for group in itertools.zip_longest(*long_ones.values()) for item in group if item is not None]
+    fronts = [long[share::shares] for share in range(shares)]
+    for number, module in enumerate(together.values()):
+        fronts[-1 - number % shares] += module  # the last shares have the fewest long tests
+    moved = {id(item) for front in fronts for item in front}
+    if not moved or len(moved) == len(items):
         return
-    shares = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set in every test process by xdist
-    rest = [item for item in items if not item.get_closest_marker("long")]
-    boundaries = [0, *(index for index in range(1, len(rest)) if rest[index].module is not rest[index - 1].module)]
+    rest = [item for item in items if id(item) not in moved]
     before: dict[int, list[pytest.Item]] = {}
-    for share in range(shares):
-        its_long = long[share::shares]
-        placed_before = sum(len(long[earlier::shares]) for earlier in range(share))
-        # Where xdist will start this share, counted in the short tests.
-        ideal = len(items) * share / shares - placed_before
-        before.setdefault(min(boundaries, key=lambda index: abs(index - ideal)), []).extend(its_long)
-    items[:] = [moved for index, item in enumerate(rest) for moved in (*before.pop(index, ()), item)]
+    placed = 0
+    for front, start in zip(fronts, first_share_starts(len(items), shares), strict=True):
+        # Where xdist will start this share, counted in the tests not moved.
+        before.setdefault(min(start - placed, len(rest)), []).extend(front)
+        placed += len(front)
+    ordered = []
+    for index, item in enumerate(rest):
+        ordered += [*before.pop(index, ()), item]
+    items[:] = [*ordered, *before.pop(len(rest), ())]
+
+
+def first_share_starts(count: int, shares: int) -> list[int]:
+    """Where each test process's first share begins: xdist's worksteal gives each idle process in
+    turn the tests not yet given divided by the processes left (WorkStealingScheduling.check_schedule)."""
+    starts = [0]
+    for share in range(shares - 1):
+        starts.append(starts[-1] + (count - starts[-1]) // (shares - share))
+    return starts
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.celery_stage import api_url, client, mail_server, queues, stage  # noqa: F401 (fixtures)
+from tests.celery_stage import (  # noqa: F401 (fixtures)
+    WORKER_WITHOUT_MINGLE,
+    api_url,
+    client,
+    mail_server,
+    queues,
+    stage,
+)
 from tutorial.redis_server import RedisService, with_database
 
 # Stage 2 keeps its queue and its results in database 2 of the private Redis: no
@@ -22,6 +29,7 @@ def stage_env(private_redis: RedisService) -> dict[str, str]:
         "REPORT_STEP_SECONDS": "0.2",
         # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
         "HEALTH_TIMEOUT_SECONDS": "0.5",
+        **WORKER_WITHOUT_MINGLE,
     }
 
 

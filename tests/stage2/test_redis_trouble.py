@@ -17,7 +17,7 @@ import redis
 
 from tests.conftest import RunningApi
 from tests.job_api import enqueue, wait_for_status
-from tutorial.processes import ManagedProcess, free_port, python_command
+from tutorial.processes import ManagedProcess, UvicornServer, free_port, python_command
 from tutorial.redis_server import RedisService, find_redis_server_binary, start_redis_server
 from tutorial.waiting import wait_until
 
@@ -47,6 +47,16 @@ def stalled_redis() -> Iterator[RedisService]:
         with redis.Redis.from_url(service.url) as client:
             client.execute_command("CLIENT", "PAUSE", "120000", "ALL")
         yield service  # stopped at the end: a paused server cannot even be told to unpause
+
+
+@pytest.fixture(scope="module")
+def api_on_a_stalled_redis(
+    stage_package: str, stage_env: dict[str, str], stalled_redis: RedisService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One API on the stalled Redis for the module's tests: they only ask it, and it keeps no state."""
+    env = {**os.environ, **stage_env, "REDIS_URL": stalled_redis.url, "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT)}
+    with UvicornServer(f"{stage_package}.main:app", env=env, log_dir=tmp_path_factory.mktemp("stalled-redis")) as api:
+        yield api.base_url
 
 
 @pytest.fixture
@@ -118,11 +128,9 @@ def test_a_queued_job_whose_broker_is_down_is_503_not_a_500_though_the_results_r
     ("method", "path", "body"), [("POST", "/jobs/add", {"x": 2, "y": 3}), ("GET", A_JOB, None)], ids=["post", "get"]
 )
 def test_a_stalled_redis_is_503_within_the_redis_timeout(
-    trouble_api, stalled_redis: RedisService, method: str, path: str, body: dict | None
+    api_on_a_stalled_redis: str, stalled_redis: RedisService, method: str, path: str, body: dict | None
 ) -> None:
-    api = trouble_api(REDIS_URL=stalled_redis.url)
-
-    response = answer_within_deadline(lambda client: client.request(method, path, json=body), api.base_url)
+    response = answer_within_deadline(lambda client: client.request(method, path, json=body), api_on_a_stalled_redis)
 
     assert response.status_code == 503
     assert response.json() == {
@@ -218,7 +226,6 @@ def test_the_stage_works_with_any_valid_redis_url(
         "a unix socket": lambda: request.getfixturevalue("redis_on_a_unix_socket"),
     }[kind]()
     env = {**stage_env, "REDIS_URL": url}
-    api = start_api(f"{stage_package}.main:app", **env)
     worker_args = [
         "-m",
         "celery",
@@ -231,9 +238,11 @@ def test_the_stage_works_with_any_valid_redis_url(
     ]
     worker = ManagedProcess("worker", python_command(*worker_args), env={**os.environ, **env}, log_dir=tmp_path)
 
-    with worker, httpx.Client(base_url=api.base_url, timeout=10) as client:
-        status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
-        done = wait_for_status(client, status_url, "succeeded", timeout=30)
+    with worker:  # started first: it gets ready while the API starts
+        api = start_api(f"{stage_package}.main:app", **env)
+        with httpx.Client(base_url=api.base_url, timeout=10) as client:
+            status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3})
+            done = wait_for_status(client, status_url, "succeeded", timeout=30)
 
     assert done["result"] == 5
     with redis.Redis.from_url(url) as where:

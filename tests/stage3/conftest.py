@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.celery_stage import CeleryStage, api_url, client, mail_server, queues, stage  # noqa: F401 (fixtures)
+from tests.celery_stage import (  # noqa: F401 (fixtures)
+    WORKER_WITHOUT_MINGLE,
+    CeleryStage,
+    api_url,
+    client,
+    mail_server,
+    queues,
+    stage,
+)
 from tutorial.redis_server import RedisService, with_database
 from tutorial.webhooks import WebhookReceiver
 
@@ -30,6 +38,7 @@ def stage_env(private_redis: RedisService) -> dict[str, str]:
         "REPORT_TIME_LIMIT_SECONDS": "2",
         # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
         "HEALTH_TIMEOUT_SECONDS": "0.5",
+        **WORKER_WITHOUT_MINGLE,
     }
 
 

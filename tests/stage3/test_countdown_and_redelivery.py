@@ -16,7 +16,7 @@ from tutorial.waiting import wait_until
 def test_a_job_with_a_countdown_is_scheduled_until_it_is_due_then_runs_not_earlier(
     stage: CeleryStage, client: httpx.Client, queues: Queues
 ) -> None:
-    status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3, "delay_seconds": 2})
+    status_url = enqueue(client, "/jobs/add", {"x": 2, "y": 3, "delay_seconds": 1})
 
     scheduled = job_status(client, status_url)
     assert scheduled["status"] == "scheduled"

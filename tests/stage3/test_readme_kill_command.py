@@ -44,14 +44,15 @@ def test_the_readmes_kill_command_kills_the_learners_worker_and_its_pool_and_no_
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     env = {**stage_env, "PYTHONPATH": str(REPO_ROOT)}
     with procfile_starter("stage3_retries", stage_env, tmp_path / "others") as start:
-        other = start("worker", " ready.")
-        other_pool = [child.pid for child in psutil.Process(other.pid).children(recursive=True)]
+        other = start("worker")  # ready by the time the learner's is (they start together)
         # Terminal 2: `set -m` is what an interactive shell does, a process group per command.
         terminal = ManagedProcess(
             "terminal-2", ["bash", "-c", f"set -m\n{worker_command} > worker.log 2>&1 &\nwait"],
             env=env, cwd=tmp_path, log_dir=tmp_path / "logs",
         )  # fmt: skip
         with terminal:
+            other.wait_for_output(" ready.", timeout=30)
+            other_pool = [child.pid for child in psutil.Process(other.pid).children(recursive=True)]
             log = tmp_path / "worker.log"
             wait_until(lambda: log.exists() and " ready." in log.read_text(), timeout=30, what="the learner's worker")
             worker = int((tmp_path / "worker.pid").read_text())

@@ -35,6 +35,7 @@ from tests.stage2.test_job_api import (  # noqa: F401 (collected by pytest)
     test_the_welcome_email_job_is_started_while_sending_and_the_email_arrives,
 )
 from tests.stage2.test_redis_trouble import (  # noqa: F401 (collected by pytest)
+    api_on_a_stalled_redis,
     closed_url,
     redis_on_a_unix_socket,
     redis_with_password,

@@ -33,8 +33,8 @@ def start(
 def test_a_worker_killed_with_kill_9_mid_job_loses_nothing(
     start: Callable[..., ManagedProcess], client: httpx.Client, queues: Queues
 ) -> None:
-    # A job longer than... nothing: 2 s; the visibility timeout, 4 s, is longer than the job (as it must be).
-    slow = {"ADD_DELAY_SECONDS": "2", "VISIBILITY_TIMEOUT_SECONDS": "4"}
+    # A job long enough to be seen started: 1 s; the visibility timeout, 2 s, is longer than the job (as it must be).
+    slow = {"ADD_DELAY_SECONDS": "1", "VISIBILITY_TIMEOUT_SECONDS": "2"}
     worker = start("worker", " ready.", **slow)
     status_url = enqueue(client, "/jobs/add", {"x": 20, "y": 22})
     wait_for_status(client, status_url, "started")
@@ -123,8 +123,9 @@ def test_beat_sends_the_digest_of_dead_letters_and_keeps_its_schedule_file_out_o
     start: Callable[..., ManagedProcess], smtp_sink: SmtpSink, queues: Queues
 ) -> None:
     every_second = {"DIGEST_INTERVAL_SECONDS": "1", "ADMIN_EMAIL": "ops@example.com"}
-    start("worker", " ready.", **every_second)
+    worker = start("worker", **every_second)  # both start at once, as honcho starts them
     beat = start("beat", "beat: Starting...", **every_second)
+    worker.wait_for_output(" ready.", timeout=30)
 
     digest = smtp_sink.wait_for_messages(1, timeout=20)[0]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.celery_stage import WORKER_WITHOUT_MINGLE
 from tests.procfile import procfile_starter
 from tutorial.mail import SmtpSink
 from tutorial.processes import ManagedProcess, UvicornServer
@@ -49,6 +50,7 @@ def stage_env(private_redis: RedisService, services, tmp_path_factory: pytest.Te
         "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
         # Well under the 1 s that a server's readiness check waits for /health, also with a stalled Redis.
         "HEALTH_TIMEOUT_SECONDS": "0.5",
+        **WORKER_WITHOUT_MINGLE,
     }
 
 
@@ -84,6 +86,7 @@ def receiver(services) -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def start_worker(stage_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
-    """Start a library's worker from the Procfile and wait until it is ready; all are stopped together at the end."""
+    """Start a library's worker from the Procfile and wait until it is ready (unless wait=False); all
+    are stopped together at the end."""
     with procfile_starter(STAGE, stage_env, tmp_path) as start:
-        yield lambda library, **env: start(library, READY[library], **env)
+        yield lambda library, wait=True, **env: start(library, READY[library] if wait else None, **env)

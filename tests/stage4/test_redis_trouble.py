@@ -4,8 +4,7 @@ from a URL alone, it waited redis-py's own 5 s), and a /health that tells the tr
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,14 +16,15 @@ from tests.stage2.test_health import (  # noqa: F401 (collected by pytest)
     test_health_is_503_at_once_saying_redis_is_not_reachable,
     test_health_is_503_within_its_deadline_when_redis_accepts_but_does_not_answer,
 )
-from tests.stage2.test_redis_trouble import (  # noqa: F401 (a fixture)
+from tests.stage2.test_redis_trouble import (  # noqa: F401 (fixtures)
     A_JOB,
     REDIS_TIMEOUT,
     answer_within_deadline,
+    api_on_a_stalled_redis,
     stalled_redis,
 )
 from tests.stage4.conftest import LIBRARIES, STAGE
-from tutorial.processes import ManagedProcess, UvicornServer
+from tutorial.processes import ManagedProcess
 from tutorial.redis_server import RedisService
 from tutorial.waiting import wait_until
 
@@ -35,23 +35,12 @@ def stage_package() -> str:
     return STAGE
 
 
-@pytest.fixture(scope="module")
-def api_on_a_stalled_redis(
-    stage_env: dict[str, str],
-    stalled_redis: RedisService,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    env = {**os.environ, **stage_env, "REDIS_URL": stalled_redis.url, "REDIS_TIMEOUT_SECONDS": str(REDIS_TIMEOUT)}
-    with UvicornServer(f"{STAGE}.main:app", env=env, log_dir=tmp_path_factory.mktemp("stalled-redis")) as api:
-        yield api.base_url
-
-
 @pytest.mark.parametrize(
     ("method", "path", "body"), [("POST", "/jobs/add", {"x": 2, "y": 3}), ("GET", A_JOB, None)], ids=["post", "get"]
 )
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_a_stalled_redis_is_503_within_the_redis_timeout_in_every_library(
-    api_on_a_stalled_redis: str,
+    api_on_a_stalled_redis: str,  # noqa: F811
     stalled_redis: RedisService,  # noqa: F811
     library: str,
     method: str,

@@ -24,11 +24,13 @@ from tutorial.waiting import WaitTimeout, wait_until
 # timeout) and Dramatiq (a dead worker's messages are requeued by maintenance) run it again.
 AFTER_KILL_9 = {"celery": ("succeeded", 2), "rq": ("succeeded", 1), "dramatiq": ("succeeded", 2)}
 # Quick redelivery for the kill -9 test: Celery's visibility timeout, Dramatiq's heartbeat timeout.
+# The job lasts 1 s, long enough to be seen started, and less than either (as it must: a
+# redelivery while it still runs would be a third attempt).
 QUICK_REDELIVERY = {
-    "VISIBILITY_TIMEOUT_SECONDS": "4",
-    "DRAMATIQ_HEARTBEAT_TIMEOUT_SECONDS": "3",
+    "VISIBILITY_TIMEOUT_SECONDS": "2",
+    "DRAMATIQ_HEARTBEAT_TIMEOUT_SECONDS": "2",
     "DRAMATIQ_MAINTENANCE_CHANCE": "1000000",
-    "ADD_DELAY_SECONDS": "2",
+    "ADD_DELAY_SECONDS": "1",
 }
 
 

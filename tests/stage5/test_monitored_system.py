@@ -35,6 +35,9 @@ from tutorial.processes import REPO_ROOT, ManagedProcess, free_port, wait_for_ex
 from tutorial.waiting import wait_until
 from tutorial.webhooks import WebhookReceiver
 
+# Its tests share one whole system, started once: one test process runs them all (tests/conftest.py).
+pytestmark = pytest.mark.together
+
 RATE_LIMIT = "5/s"
 PROCESS_TYPES = ("api", "worker_emails", "worker_reports", "worker_integrations", "beat", "flower")
 WEBHOOK = f"{STAGE}.tasks.deliver_webhook"

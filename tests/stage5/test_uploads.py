@@ -19,7 +19,12 @@ from PIL import Image
 
 from tests.celery_stage import CeleryStage
 from tests.job_api import wait_for_status
-from tests.stage3.test_idempotency import redis_asleep, stallable_redis  # noqa: F401 (a fixture)
+from tests.stage3.test_idempotency import (  # noqa: F401 (a fixture)
+    STALL_REDIS_TIMEOUT_SECONDS,
+    STALL_SECONDS,
+    redis_asleep,
+    stallable_redis,
+)
 from tests.stage5.conftest import STAGE, StageQueues
 from tutorial.processes import UvicornServer
 from tutorial.redis_server import RedisService
@@ -234,7 +239,7 @@ def test_an_upload_whose_publish_timed_out_keeps_its_file_for_the_job_redis_may_
         **stage_env,
         "REDIS_URL": stallable_redis.url,
         "RESULT_BACKEND_URL": stage_env["REDIS_URL"],
-        "REDIS_TIMEOUT_SECONDS": "1",
+        "REDIS_TIMEOUT_SECONDS": str(STALL_REDIS_TIMEOUT_SECONDS),
         "UPLOAD_DIR": str(folder),
     }
     api = start_api(f"{stage_package}.main:app", **env)
@@ -243,11 +248,11 @@ def test_an_upload_whose_publish_timed_out_keeps_its_file_for_the_job_redis_may_
         # As in an API that runs: its connection to the broker is open before Redis stalls.
         assert client.post(thumbnails_route, files=upload).status_code == 202
         before = originals(folder)
-        with redis_asleep(stallable_redis.url, 3):
+        with redis_asleep(stallable_redis.url, STALL_SECONDS):
             stalled = client.post(thumbnails_route, files=upload)
 
     assert stalled.status_code == 503, stalled.text
-    assert "did not answer within 1 s" in stalled.json()["detail"]
+    assert f"did not answer within {STALL_REDIS_TIMEOUT_SECONDS:g} s" in stalled.json()["detail"]
     kept = originals(folder) - before
     assert len(kept) == 1, "the upload was deleted, though Redis may still queue its job (it then fails without it)"
     with redis.Redis.from_url(stallable_redis.url) as broker:
