@@ -5,7 +5,7 @@ name: a dotted path from the README's own folder (`rq_jobs.RqJobs.enqueue` is th
 `enqueue` of the class `RqJobs` in `rq_jobs.py` beside the README). Where it gives a size,
 "`rq_jobs.retries`: 6 lines" or "[`dead_letters.py`](dead_letters.py): 76 lines", the
 tests below count the lines again. A block that copies code is checked by the harness
-instead (`<!-- docs: same as `PATH` lines A-B -->`, tests/docs/harness.py), and is the
+instead (`<!-- docs: same as `PATH` lines A-B -->`, tutorial/readmes.py), and is the
 one place a line number may appear.
 """
 
