@@ -31,7 +31,8 @@ def job_id(answer: str, shown: TextIO) -> str | None:
     """The id in a POST's answer (curl's output, its headers too with -i), after showing the answer."""
     shown.write(answer if answer.endswith("\n") or not answer else answer + "\n")
     shown.flush()
-    body = re.split(r"\r?\n\r?\n", answer, maxsplit=1)[-1] if answer.startswith("HTTP/") else answer
+    # With -i, the body comes after the last blank line (an upload may show "100 Continue" first).
+    body = re.split(r"\r?\n\r?\n", answer.strip())[-1] if answer.startswith("HTTP/") else answer
     try:
         data = json.loads(body)
     except ValueError:

@@ -94,9 +94,10 @@ def job_id_command(answer: str) -> subprocess.CompletedProcess[str]:
 def test_job_id_shows_the_answer_and_prints_only_the_id_for_the_shell() -> None:
     body = json.dumps({"job_id": JOB, "status_url": f"/jobs/{JOB}"})
     with_headers = f"HTTP/1.1 202 Accepted\r\nlocation: /jobs/{JOB}\r\n\r\n{body}"
-    for answer in (body, with_headers):
+    after_continue = f"HTTP/1.1 100 Continue\r\n\r\n{with_headers}\r\n"  # curl -i of an upload
+    for answer in (body, with_headers, after_continue):
         done = job_id_command(answer)
-        shown = answer.replace("\r\n", "\n") + "\n"  # as a terminal shows it
+        shown = answer.replace("\r\n", "\n").removesuffix("\n") + "\n"  # as a terminal shows it
         assert (done.returncode, done.stdout, done.stderr) == (0, f"{JOB}\n", shown)
 
     refused = '{"detail":"Redis at redis://localhost:6379/0 does not answer"}'
