@@ -844,7 +844,7 @@ class ReadmeRun:
         self.shell_state.write_text("")
         self.shell_baseline = self.work_dir / "shell-baseline.txt"
         fresh = subprocess.run(
-            [self.shell, "-c", "compgen -v"], env=self.env, capture_output=True, text=True, check=True
+            [self.shell, "-c", "compgen -v"], env=self.env, capture_output=True, text=True, check=True, timeout=30
         )
         self.shell_baseline.write_text(fresh.stdout)
 
