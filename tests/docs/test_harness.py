@@ -206,35 +206,26 @@ PYTHON_3_13_TRACEBACK = (
 )
 
 
-def test_a_traceback_is_compared_by_its_first_and_last_lines_without_a_newer_python_s_hint(tmp_path: Path) -> None:
-    report = run(
-        tmp_path,
-        f"""
+def traceback_readme(last_line: str) -> str:
+    """A README that shows PYTHON_3_13_TRACEBACK as Python 3.11 prints it, ending in ``last_line``."""
+    return f"""
         <!-- docs: `printf` exits with 1 -->
         '''console
         $ {PYTHON_3_13_TRACEBACK}
         Traceback (most recent call last):
           File "<string>", line 1, in <module>
-        ImportError: cannot import name 'Connection' from 'rq' (...)
+        {last_line}
         '''
-        """,
-    )
+        """
+
+
+def test_a_traceback_is_compared_by_its_first_and_last_lines_without_a_newer_python_s_hint(tmp_path: Path) -> None:
+    report = run(tmp_path, traceback_readme("ImportError: cannot import name 'Connection' from 'rq' (...)"))
     assert report.failure is None, report.failure_message()
 
 
 def test_a_traceback_that_ends_in_another_exception_fails(tmp_path: Path) -> None:
-    report = run(
-        tmp_path,
-        f"""
-        <!-- docs: `printf` exits with 1 -->
-        '''console
-        $ {PYTHON_3_13_TRACEBACK}
-        Traceback (most recent call last):
-          File "<string>", line 1, in <module>
-        ImportError: cannot import name 'Queue' from 'rq' (...)
-        '''
-        """,
-    )
+    report = run(tmp_path, traceback_readme("ImportError: cannot import name 'Queue' from 'rq' (...)"))
     assert report.failure is not None
     assert "printed something else than the README shows" in report.failure
 
