@@ -4,7 +4,6 @@ Run it from the repository root: uvicorn stage5_monitoring.main:app
 Every process of the stage, workers, beat and Flower included: stage5_monitoring/Procfile
 """
 
-import re
 from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -40,12 +39,12 @@ async def unknown_route_says_where_the_routes_are(request: Request, error: HTTPE
     detail, path = error.detail, request.url.path
     # Not Found: no route has this path (a route's own 404 says more); under a route's own prefix, it stays as it is.
     if detail == "Not Found" and not path.startswith(("/jobs/", "/dead-letters/", "/thumbnails/")):
-        moved = re.sub(r"^/(celery|rq|dramatiq)(?=/)", "", path)
-        detail = (
-            f"No route {path} in stage 5: its routes are /jobs/..., /dead-letters, /thumbnails, /health and /metrics"
-            + (f" (stage 4's {path} is {moved} here)" if moved != path else "")
-            + "; see /docs."
-        )
+        routes = "/jobs/..., /dead-letters, /thumbnails, /health and /metrics"
+        detail = f"No route {path} in stage 5: its routes are {routes}"
+        for library in ("/celery/", "/rq/", "/dramatiq/"):
+            if path.startswith(library):  # a stage 4 route: the job API is back at /jobs/...
+                detail += f" (stage 4's {path} is /{path.removeprefix(library)} here)"
+        detail += "; see /docs."
     return JSONResponse({"detail": detail}, status.HTTP_404_NOT_FOUND, headers=getattr(error, "headers", None))
 
 
