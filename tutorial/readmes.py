@@ -189,7 +189,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1041,9 +1041,3 @@ def run_readme(
     readme: Path, work_dir: Path, *, repo_root: Path = REPO_ROOT, narrator: Narrator | None = None
 ) -> Report:
     return ReadmeRun(readme, work_dir, repo_root=repo_root, narrator=narrator).run()
-
-
-def exempt_commands(readme: Path) -> Iterator[Command]:
-    """The README's exempt commands, read without running anything (for the test report)."""
-    for block in parse_readme(readme):
-        yield from (command for command in block.commands if command.exempt is not None)
